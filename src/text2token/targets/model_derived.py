@@ -1,0 +1,75 @@
+"""Model-derived targets: tokens *beyond* the text, read from the backbone itself.
+
+    source = prompt:  p(t | d) = softmax(LM_head(h_last(prompt(d))) / T), the frozen backbone's next-token
+                      distribution after e.g. ``This sentence: "<d>" means in one word: "``
+    source = stage1:  p(t | d) = softmax(LM_head(pool(h(d))) / T), the decoding of the model's own embedding
+                      (computed at the start of the stage, i.e. from the stage-1 model)
+    q(d) = top_k(p(. | d) * allowed), renormalised            (allowed: the vocabulary filter, no fragments rule)
+    target(d) = (1 - mix_data) * q(d) + mix_data * data_driven(d), merged, renormalised
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..config import ModelDerivedConfig
+from ..encoder import Encoder, EncoderSettings
+from .data_driven import DataDrivenTargets, topk_rows
+from .vocab import VocabFilter
+
+
+def mix(a_ids: np.ndarray, a_w: np.ndarray, b_ids: np.ndarray, b_w: np.ndarray, b_share,
+        vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1 - b_share) * a + b_share * b for sparse rows (b_share: a number or one per row); duplicates merged,
+    rows renormalised."""
+    n = a_ids.shape[0]
+    share = np.broadcast_to(np.asarray(b_share, dtype=np.float64), (n,))
+    k = a_ids.shape[1] + b_ids.shape[1]
+    rows = np.concatenate([np.repeat(np.arange(n), a_ids.shape[1]), np.repeat(np.arange(n), b_ids.shape[1])])
+    cols = np.concatenate([a_ids.ravel(), b_ids.ravel()]).astype(np.int64)
+    vals = np.concatenate([((1.0 - share)[:, None] * a_w).ravel(), (share[:, None] * b_w).ravel()])
+    m = sp.csr_matrix((vals, (rows, cols)), shape=(n, vocab_size))
+    m.sum_duplicates()
+    ids, w = topk_rows(m, k)
+    total = w.sum(1, keepdims=True)
+    w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+    return ids, w.astype(np.float32)
+
+
+class ModelDerivedTargets:
+    def __init__(self, encoder: Encoder, cfg: ModelDerivedConfig, vocab: VocabFilter,
+                 data: DataDrivenTargets | None = None, batch_size: int = 32):
+        self.cfg = cfg
+        self.batch_size = batch_size
+        if cfg.source == "prompt":  # the frozen backbone read after the summarising prompt (PromptEOL)
+            settings = EncoderSettings(pooling="eos", attention="causal", prompt=cfg.prompt,
+                                       max_length=encoder.settings.max_length)
+            self.encoder = Encoder(encoder.model, encoder.tokenizer, settings)
+        else:  # the model's own embedding, as it encodes texts
+            self.encoder = encoder
+        mask = vocab.allowed(special=True, punctuation=cfg.filter_vocab, stopwords=cfg.filter_vocab, fragments=False)
+        if cfg.filter_vocab:
+            mask &= ~vocab.short
+        self.vocab_mask = torch.from_numpy(mask)
+        self.data = data if cfg.mix_data > 0 else None
+        self._data_weights = self.data.token_weights() if self.data is not None else None
+
+    def transform(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids, w = self.encoder.token_distribution(
+            texts, batch_size=self.batch_size, top_k=self.cfg.top_k, temperature=self.cfg.temperature,
+            vocab_mask=self.vocab_mask, show_progress_bar=False)
+        if self.data is None:
+            return ids, w
+        d_ids, d_w = self.data.transform(texts, self._data_weights)
+        # texts with no data-driven tokens left keep the model-derived target alone
+        share = np.where(d_w.sum(1) > 0, self.cfg.mix_data, 0.0)
+        return mix(ids, w, d_ids, d_w, share, self.encoder.vocab_size)
+
+
+def build_model_derived(encoder: Encoder, cfg: ModelDerivedConfig, vocab: VocabFilter,
+                        data: DataDrivenTargets | None = None, batch_size: int = 32) -> ModelDerivedTargets:
+    return ModelDerivedTargets(encoder, cfg, vocab, data, batch_size)

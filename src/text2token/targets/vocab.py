@@ -1,0 +1,71 @@
+"""The vocabulary filter: the one place that says which tokens may appear in a target."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+WORD_START_MARKERS = ("Ġ", "▁")  # byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM) / sentencepiece (Llama 2, Gemma)
+
+
+def _is_punct_or_space(s: str) -> bool:
+    return all(unicodedata.category(c)[0] in "PSZC" for c in s)
+
+
+@dataclass
+class VocabFilter:
+    """Per-token facts about a tokenizer's vocabulary, computed once (vectorised masks, length V)."""
+
+    special: np.ndarray
+    punct: np.ndarray
+    stopword: np.ndarray
+    fragment: np.ndarray
+    short: np.ndarray
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, vocab_size: int | None = None, min_chars: int = 2) -> "VocabFilter":
+        n = vocab_size or len(tokenizer)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(min(n, len(tokenizer)))))
+        pieces += [None] * (n - len(pieces))  # LM heads may be padded beyond the tokenizer's vocabulary
+        decoded = [tokenizer.decode([i]) if p is not None else "" for i, p in enumerate(pieces)]
+        has_markers = any(p is not None and p.startswith(WORD_START_MARKERS) for p in pieces)
+        special_ids = set(tokenizer.all_special_ids)
+        special_ids |= {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
+        special = np.zeros(n, dtype=bool)
+        special[[i for i in special_ids if i < n]] = True
+        special |= np.array([p is None for p in pieces])
+        stripped = [d.strip() for d in decoded]
+        punct = np.array([_is_punct_or_space(s) for s in stripped])
+        stop = np.array([s.lower() in ENGLISH_STOP_WORDS for s in stripped])
+        if has_markers:
+            fragment = np.array([p is None or not p.startswith(WORD_START_MARKERS) for p in pieces])
+        else:  # WordPiece style: continuation pieces start with ##
+            fragment = np.array([p is None or p.startswith("##") for p in pieces])
+        short = np.array([len(s) < min_chars for s in stripped])
+        return cls(special=special, punct=punct, stopword=stop, fragment=fragment, short=short)
+
+    def allowed(self, special: bool = True, punctuation: bool = True, stopwords: bool = True,
+                fragments: bool = True) -> np.ndarray:
+        """Boolean mask [V]: True where a token may be a target under the given removal switches."""
+        bad = np.zeros_like(self.special)
+        if special:
+            bad |= self.special
+        if punctuation:
+            bad |= self.punct
+        if stopwords:
+            bad |= self.stopword
+        if fragments:
+            bad |= self.fragment | self.short
+        return ~bad
+
+
+def word_start_prefix(tokenizer) -> str:
+    """A prefix that makes the first word of a text tokenise like any later word (" " for byte-level BPE)."""
+    ids = tokenizer(" hello", add_special_tokens=False)["input_ids"]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    if pieces and pieces[0].startswith(WORD_START_MARKERS) and len(pieces[0]) > 1:
+        return " "
+    return ""

@@ -1,0 +1,349 @@
+"""The stage loop: targets -> KL training over the configured stages -> saved encoder + before/after score.
+
+A run directory holds everything the run produces::
+
+    config.yaml  metrics.jsonl  targets/<stage>-<fingerprint>/  checkpoint/state.pt  final/  eval.json
+
+Checkpoints are plain dicts (trainable weights, optimizer, scheduler, RNG, stage and step: the data
+position follows from the step) written atomically; ``resume=True`` continues from the last one and ends
+with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .backbone import resolve
+from .config import Config, load_config, save_config
+from .data import heldout_set, load_corpus
+from .encoder import Encoder, EncoderSettings, check_texts
+from .errors import Text2TokenError
+from .evaluate import heldout_score
+from .losses import token_kl
+from .targets.data_driven import DataDrivenTargets
+from .targets.model_derived import ModelDerivedTargets
+from .targets.store import TargetStore, fingerprint, texts_fingerprint
+from .targets.vocab import VocabFilter
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+STATE_FILE = "state.pt"
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stage_plan(n_texts: int, n_samples: int, seed: int, stage_index: int) -> np.ndarray:
+    """The corpus indices a stage visits, in order: seeded permutations, one per epoch, concatenated."""
+    rng = np.random.default_rng([seed, stage_index])
+    epochs = math.ceil(n_samples / n_texts)
+    return np.concatenate([rng.permutation(n_texts) for _ in range(epochs)])[:n_samples]
+
+
+def backbone_fingerprint(spec: str) -> dict:
+    path = resolve(spec)
+    files = sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.suffix in (".safetensors", ".json"))
+    return {"config": json.loads((path / "config.json").read_text()), "files": files}
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def setup_trainable(encoder: Encoder, cfg: Config):
+    """Marks what trains; returns the peft model for LoRA (to merge at the end) or None."""
+    t = cfg.train
+    model = encoder.model
+    if t.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
+                          target_modules=t.lora_target_modules, bias="none")
+        return get_peft_model(model, lora)  # injects adapters in place; encoder.model keeps working
+    for p in model.parameters():
+        p.requires_grad_(t.method == "full")
+    if t.method == "top_layers":
+        layers = getattr(encoder.base, "layers", None)
+        if layers is None:
+            raise Text2TokenError("train.method=top_layers: this backbone has no .layers list; use lora or full")
+        n = min(t.top_layers, len(layers))
+        for layer in list(layers)[-n:]:
+            layer.requires_grad_(True)
+        norm = getattr(encoder.base, "norm", None)
+        if norm is not None:
+            norm.requires_grad_(True)
+    return None
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path) -> dict | None:
+    path = run_dir / CHECKPOINT / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated/corrupted file: refuse, never use silently
+        raise Text2TokenError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to restart") from None
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, **record) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _same_config(a: Config, b: Config) -> bool:
+    da, db = a.to_dict(), b.to_dict()
+    da.pop("output_dir"), db.pop("output_dir")
+    return da == db
+
+
+# ------------------------------------------------------------------------------------------- targets
+class Targets:
+    """Builds (or reuses) the target store of every stage."""
+
+    def __init__(self, cfg: Config, encoder: Encoder, texts: list[str], run_dir: Path, show_progress: bool):
+        self.cfg, self.encoder, self.texts, self.run_dir = cfg, encoder, texts, run_dir
+        self.show_progress = show_progress
+        self.vocab = VocabFilter.from_tokenizer(encoder.tokenizer, encoder.vocab_size,
+                                                min_chars=cfg.targets.data_driven.min_chars)
+        chunk = cfg.targets.shard_size
+        self.data = DataDrivenTargets(encoder.tokenizer, encoder.vocab_size, cfg.targets.data_driven, self.vocab)
+        self.data.fit(texts[i:i + chunk] for i in range(0, len(texts), chunk))
+        self.base_fp = {
+            "texts": texts_fingerprint(texts),
+            "backbone": backbone_fingerprint(cfg.model.backbone),
+            "data_driven": cfg.targets.data_driven.model_dump(),
+        }
+
+    def needs_trained_model(self, stage) -> bool:
+        return stage.targets == "model" and self.cfg.targets.model_derived.source == "stage1"
+
+    def store(self, stage, indices: np.ndarray, reuse_existing: bool = False) -> TargetStore:
+        """The stage's store; ``reuse_existing`` takes the one built earlier for this stage as it is (used when
+        resuming mid-stage, whose stage-1 weights the current weights no longer equal)."""
+        cfg = self.cfg
+        if reuse_existing:
+            for old in sorted((self.run_dir / "targets").glob(f"{stage.name}-*")):
+                found = TargetStore.open(old)
+                if found is not None:
+                    return found
+        text_index = np.unique(indices)
+        if stage.targets == "data":
+            transform = self.data.transform
+            width = cfg.targets.data_driven.top_k
+            fp = fingerprint("data", self.base_fp, text_index.tolist())
+        else:
+            md = cfg.targets.model_derived
+            derived = ModelDerivedTargets(self.encoder, md, self.vocab, self.data, cfg.targets.batch_size)
+            transform = derived.transform
+            width = md.top_k + (cfg.targets.data_driven.top_k if md.mix_data > 0 else 0)
+            extra = {"model_derived": md.model_dump(), "max_length": cfg.model.max_length}
+            if md.source == "stage1":
+                extra["weights"] = weights_fingerprint(self.encoder.model)
+                extra["encoder"] = cfg.model.model_dump()
+            fp = fingerprint("model", self.base_fp, extra, text_index.tolist())
+        directory = self.run_dir / "targets" / f"{stage.name}-{fp[:12]}"
+        texts = self.texts
+        store = TargetStore.build(
+            directory, fp, text_index, lambda i, j: [texts[k] for k in text_index[i:j]], transform, width,
+            shard_size=cfg.targets.shard_size, info={"stage": stage.name, "kind": stage.targets},
+            desc=f"targets {stage.name}", show_progress=self.show_progress)
+        empty = int((store.weights.sum(1) == 0).sum())
+        if empty:
+            log.warning("stage %s: %d of %d texts have no target tokens left after filtering; they are skipped",
+                        stage.name, empty, len(store))
+        return store
+
+
+# ------------------------------------------------------------------------------------------- train
+def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = False,
+          stop_after_steps: int | None = None, show_progress: bool = True,
+          on_step: Callable[[dict], None] | None = None) -> Path:
+    """Runs every stage of ``cfg``; returns the run directory (the encoder is in ``<run>/final``)."""
+    run_dir = Path(output_dir or cfg.output_dir)
+    # ---- validate everything before anything is written
+    if resume:
+        if not (run_dir / "config.yaml").is_file():
+            raise Text2TokenError(f"nothing to resume: {run_dir} has no config.yaml")
+        if not _same_config(load_config(run_dir / "config.yaml"), cfg):
+            raise Text2TokenError(f"--resume: the config differs from {run_dir / 'config.yaml'}; "
+                                  "resume with the same config or start a new --output")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise Text2TokenError(f"output dir {run_dir} is not empty; pass --resume to continue it or choose another")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    texts = check_texts(load_corpus(cfg.data), what="corpus text")
+    heldout = heldout_set(cfg.data, cfg.eval.articles, seed=cfg.data.seed) if cfg.eval.enabled else None
+    m = cfg.model
+    settings = EncoderSettings(pooling=m.pooling, attention=m.attention, prompt=m.prompt, max_length=m.max_length)
+    encoder = Encoder.from_backbone(m.backbone, settings, dtype=m.dtype, trust_remote_code=m.trust_remote_code)
+    state = load_checkpoint(run_dir) if resume else None
+    if resume and state is None and (run_dir / "final").is_dir():
+        raise Text2TokenError(f"{run_dir} is already complete (see {run_dir / 'final'}); nothing to resume")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise Text2TokenError(f"cannot write to output dir {run_dir} ({e.strerror or e})") from None
+    if not resume:
+        save_config(cfg, run_dir / "config.yaml")
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    log.info("corpus: %d texts; backbone %s; run dir %s", len(texts), m.backbone, run_dir)
+
+    # ---- targets that need the untouched backbone are built before any training
+    t = cfg.train
+    per_step = t.batch_size * t.grad_accum
+    plans = [stage_plan(len(texts), s.steps * per_step, t.seed, i) for i, s in enumerate(cfg.stages)]
+    targets = Targets(cfg, encoder, texts, run_dir, show_progress)
+    stores: dict[int, TargetStore] = {}
+    for i, stage in enumerate(cfg.stages):
+        if not targets.needs_trained_model(stage):
+            stores[i] = targets.store(stage, plans[i])
+
+    # ---- the "before" score, on the raw backbone with the same pooling and prompt
+    before_file = run_dir / "eval_before.json"
+    if heldout is not None and not before_file.is_file():
+        before = heldout_score(encoder, heldout, cfg.eval.batch_size, show_progress_bar=show_progress)
+        before_file.write_text(json.dumps(before, indent=2))
+        metrics.write(event="eval", when="before", **before)
+
+    peft_model = setup_trainable(encoder, cfg)
+    if state is not None:
+        params = dict(encoder.model.named_parameters())
+        for name, value in state["trainable"].items():
+            params[name].data.copy_(value)
+        torch.set_rng_state(state["torch_rng"])
+    n_trainable = sum(p.numel() for p in encoder.model.parameters() if p.requires_grad)
+    log.info("training %s: %.1fM trainable parameters", t.method, n_trainable / 1e6)
+
+    global_step = sum(s.steps for s in cfg.stages[: state["stage"]]) + state["step"] if state else 0
+    for i, stage in enumerate(cfg.stages):
+        if state is not None and (i < state["stage"] or (i == state["stage"] and state["step"] >= stage.steps)):
+            continue
+        if i not in stores:
+            encoder.model.eval()
+            mid_stage = state is not None and state["stage"] == i and state["step"] > 0
+            stores[i] = targets.store(stage, plans[i], reuse_existing=mid_stage)
+        params = [p for p in encoder.model.parameters() if p.requires_grad]
+        lr = stage.lr or t.lr
+        warmup = t.warmup_steps if stage.warmup_steps is None else stage.warmup_steps
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay)
+
+        def schedule(step: int, warmup=warmup, total=stage.steps) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        start = 0
+        if state is not None and state["stage"] == i:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start = state["step"]
+        state = None
+        encoder.model.train()
+        bar = tqdm(range(start, stage.steps), desc=f"stage {stage.name}", disable=not show_progress,
+                   initial=start, total=stage.steps, unit="step")
+        tic = time.perf_counter()
+        for step in bar:
+            loss_sum = 0.0
+            for micro in range(t.grad_accum):
+                lo = (step * t.grad_accum + micro) * t.batch_size
+                idx = plans[i][lo: lo + t.batch_size]
+                ids, weights = stores[i].get(idx)
+                batch, _ = encoder.tokenize([texts[k] for k in idx])
+                batch = {k: v.to(encoder.device) for k, v in batch.items()}
+                logits = encoder.token_logits(encoder.forward(**batch))
+                loss = token_kl(logits, torch.from_numpy(ids), torch.from_numpy(weights)) / t.grad_accum
+                loss.backward()
+                loss_sum += loss.item()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            record = {"stage": stage.name, "step": step + 1, "global_step": global_step, "loss": loss_sum,
+                      "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm}
+            bar.set_postfix(loss=f"{loss_sum:.3f}")
+            if on_step:
+                on_step(record)
+            if (step + 1) % t.log_every == 0 or step + 1 == stage.steps or step == start:
+                record["seconds"] = round(time.perf_counter() - tic, 3)
+                metrics.write(event="train", **record)
+            done = step + 1 == stage.steps
+            if (step + 1) % t.checkpoint_every == 0 or done or (stop_after_steps and global_step >= stop_after_steps):
+                save_checkpoint(run_dir, encoder.model, optimizer, scheduler, i, step + 1)
+            if stop_after_steps and global_step >= stop_after_steps:
+                bar.close()
+                return run_dir
+        bar.close()
+
+    # ---- the saved encoder and the "after" score
+    encoder.model.eval()
+    if peft_model is not None:
+        encoder.model = peft_model.merge_and_unload()
+    for p in encoder.model.parameters():
+        p.requires_grad_(False)
+    final = encoder.save(run_dir / "final", extra={"backbone": m.backbone, "stages": [s.name for s in cfg.stages]})
+    if heldout is not None:
+        before = json.loads(before_file.read_text())
+        after = heldout_score(encoder, heldout, cfg.eval.batch_size, show_progress_bar=show_progress)
+        metrics.write(event="eval", when="after", **after)
+        (run_dir / "eval.json").write_text(json.dumps({"before": before, "after": after,
+                                                       "heldout_articles": len(heldout.queries)}, indent=2))
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)  # the run is complete; final/ holds the result
+    log.info("saved encoder to %s", final)
+    return run_dir
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, stage: int, step: int) -> None:
+    directory = run_dir / CHECKPOINT
+    directory.mkdir(exist_ok=True)
+    _atomic_torch_save({
+        "stage": stage, "step": step, "trainable": trainable_state(model),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }, directory / STATE_FILE)
