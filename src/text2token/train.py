@@ -184,9 +184,11 @@ class Targets:
             fp = fingerprint("model", self.base_fp, extra, text_index.tolist())
         directory = self.run_dir / "targets" / f"{stage.name}-{fp[:12]}"
         texts = self.texts
+        # model-derived targets cost a forward pass per text: smaller shards show progress and resume finer
+        shard_size = cfg.targets.shard_size if stage.targets == "data" else min(cfg.targets.shard_size, 512)
         store = TargetStore.build(
             directory, fp, text_index, lambda i, j: [texts[k] for k in text_index[i:j]], transform, width,
-            shard_size=cfg.targets.shard_size, info={"stage": stage.name, "kind": stage.targets},
+            shard_size=shard_size, info={"stage": stage.name, "kind": stage.targets},
             desc=f"targets {stage.name}", show_progress=self.show_progress)
         empty = int((store.weights.sum(1) == 0).sum())
         if empty:
@@ -335,6 +337,9 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
         (run_dir / "eval.json").write_text(json.dumps({"before": before, "after": after,
                                                        "heldout_articles": len(heldout.queries)}, indent=2))
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)  # the run is complete; final/ holds the result
+    from .plots import plot_run
+
+    plot_run(run_dir)
     log.info("saved encoder to %s", final)
     return run_dir
 

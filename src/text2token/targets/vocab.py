@@ -63,9 +63,15 @@ class VocabFilter:
 
 
 def word_start_prefix(tokenizer) -> str:
-    """A prefix that makes the first word of a text tokenise like any later word (" " for byte-level BPE)."""
-    ids = tokenizer(" hello", add_special_tokens=False)["input_ids"]
-    pieces = tokenizer.convert_ids_to_tokens(ids)
-    if pieces and pieces[0].startswith(WORD_START_MARKERS) and len(pieces[0]) > 1:
-        return " "
-    return ""
+    """A prefix that makes the first word of a text tokenise like any later word.
+
+    Byte-level BPE marks a word start only after a space, so texts get a leading " "; sentencepiece
+    tokenizers that add their own dummy prefix ("▁") need none.
+    """
+    def first_piece(text: str) -> str:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer.convert_ids_to_tokens(ids[:1])[0] if ids else ""
+
+    if first_piece("x").startswith(WORD_START_MARKERS):
+        return ""
+    return " " if first_piece(" x").startswith(WORD_START_MARKERS) else ""

@@ -1,0 +1,54 @@
+"""Runs the default training (or reads a finished run) and records its results in results/default/ and README.md.
+
+    python scripts/record_default.py [--run runs/default] [--skip-train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "default"
+BLOCK = re.compile(r"(<!-- results/default/scores.md[^\n]*-->\n)(.*?)(\n\n)", re.S)
+
+
+def table(scores: dict) -> str:
+    before, after = scores["before"], scores["after"]
+    rows = ["| metric | before (raw backbone) | after (Text2Token) | change |", "|---|---:|---:|---:|"]
+    for key in before:
+        rows.append(f"| {key} | {before[key]:.4f} | {after[key]:.4f} | {after[key] - before[key]:+.4f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--run", default="runs/default")
+    parser.add_argument("--skip-train", action="store_true", help="only record an existing finished run")
+    args = parser.parse_args()
+    run = ROOT / args.run
+    if not args.skip_train:
+        subprocess.run(["text2token", "train", "--output", str(run)], check=True, cwd=ROOT)
+    scores = json.loads((run / "eval.json").read_text())
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in ("eval.json", "metrics.jsonl", "config.yaml", "loss.png"):
+        shutil.copy(run / name, OUT / name)
+    seconds = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    md = table(scores)
+    (OUT / "scores.md").write_text(md + "\n")
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if not BLOCK.search(text):
+        sys.exit("README.md has no results/default/scores.md block")
+    readme.write_text(BLOCK.sub(lambda m: m.group(1) + md + m.group(3), text, count=1))
+    print(md)
+    print(f"recorded {len(seconds)} metric lines in {OUT}")
+
+
+if __name__ == "__main__":
+    main()
