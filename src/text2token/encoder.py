@@ -67,6 +67,7 @@ class Encoder:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._prefix, self._suffix = self.settings.prompt.split("{text}")
+        self._template = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -144,31 +145,37 @@ class Encoder:
     def format(self, text: str) -> str:
         return f"{self._prefix}{text}{self._suffix}"
 
+    def template_ids(self) -> tuple[list[int], list[int]]:
+        """Token ids around every text: (special head + prompt prefix, prompt suffix + special tail).
+
+        The prompt's two halves are tokenised on their own and the text between them, so a text's tokens never
+        depend on the prompt and truncation cuts the text alone. The special tokens the tokenizer adds (BOS,
+        EOS, ...) are found by tokenising a probe with and without them.
+        """
+        if getattr(self, "_template", None) is None:
+            tok = self.tokenizer
+            probe = tok("x", add_special_tokens=False)["input_ids"]
+            full = tok("x", add_special_tokens=True)["input_ids"]
+            at = next((i for i in range(len(full) - len(probe) + 1) if full[i:i + len(probe)] == probe), None)
+            head, tail = (full[:at], full[at + len(probe):]) if at is not None else ([], [])
+            piece = lambda s: tok(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
+            self._template = (head + piece(self._prefix), piece(self._suffix) + tail)
+        return self._template
+
     def tokenize(self, texts: Sequence[str]) -> tuple[dict[str, torch.Tensor], int]:
         """Tokenises with the prompt around each text; over-long texts are cut, never the prompt.
 
-        Returns the padded batch and how many texts were truncated.
+        Returns the right-padded batch and how many texts were truncated.
         """
-        tok = self.tokenizer
-        limit = self.settings.max_length
-        ids = tok([self.format(t) for t in texts], add_special_tokens=True)["input_ids"]
-        truncated = 0
-        for i, row in enumerate(ids):
-            if len(row) <= limit:
-                continue
-            truncated += 1
-            text_ids = tok(texts[i], add_special_tokens=False)["input_ids"]
-            keep = max(1, len(text_ids) - (len(row) - limit))
-            while True:
-                row = tok(self.format(tok.decode(text_ids[:keep])), add_special_tokens=True)["input_ids"]
-                if len(row) <= limit or keep == 1:
-                    break
-                keep = max(1, keep - max(1, len(row) - limit))
-            ids[i] = row[:limit]
-        width = max(len(r) for r in ids)
-        input_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, row in enumerate(ids):
+        before, after = self.template_ids()
+        budget = max(1, self.settings.max_length - len(before) - len(after))
+        text_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        truncated = sum(len(r) > budget for r in text_ids)
+        rows = [before + r[:budget] + after for r in text_ids]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
             input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
             mask[i, : len(row)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}, truncated
