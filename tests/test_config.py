@@ -10,6 +10,12 @@ def test_shipped_configs_validate():
         assert [s.targets for s in cfg.stages] == ["data", "model"]
 
 
+def test_builtin_defaults_equal_default_yaml():
+    """Without the repo's configs/ (a wheel install), `text2token train` falls back to the same recipe."""
+    assert Config().model_dump(exclude={"output_dir"}) == load_config(CONFIG_DIR / "default.yaml").model_dump(
+        exclude={"output_dir"})
+
+
 def test_overrides_apply_with_types():
     cfg = load_config(CONFIG_DIR / "smoke.yaml", ["train.lr=3e-4", "stages.1.steps=7", "model.pooling=mean",
                                                   "data.max_texts=null"])

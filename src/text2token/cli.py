@@ -111,12 +111,20 @@ def explain(
     text: str = typer.Option(..., "--text", "-t", help="The text to explain."),
     top_k: int = typer.Option(10, "--top-k", "-k", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw them as a bar chart (.png/.svg/.pdf)."),
 ):
     """Show the top tokens of a text's embedding, decoded through the LM head."""
     from .encoder import Encoder
 
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise Text2TokenError(f"--plot {plot}: expected a .png, .svg or .pdf file name")
     encoder = Encoder.load(model)
     pairs = encoder.explain(text, top_k=top_k)
+    if plot is not None:
+        from .plots import plot_tokens
+
+        plot_tokens(pairs, plot, title=f"top {top_k} tokens: {text[:60]}")
+        console.print(f"wrote {plot}")
     if as_json:
         out.print_json(json.dumps([{"token": t, "probability": p} for t, p in pairs]))
         return
@@ -127,6 +135,104 @@ def explain(
     for rank, (token, p) in enumerate(pairs, start=1):
         table.add_row(str(rank), repr(token), f"{p:.4f}")
     out.print(table)
+
+
+@app.command()
+def export(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
+    fmt: str = typer.Option("sentence-transformers", "--format", "-f", help="Export format: sentence-transformers."),
+    output: Path = typer.Option(..., "--output", "-o", help="New (or empty) output directory."),
+):
+    """Export an encoder for other libraries (sentence-transformers: loads with SentenceTransformer(OUTPUT))."""
+    from .export import export as run_export
+
+    path = run_export(model, output, fmt)
+    out.print(f"exported {model} as {fmt} to [bold]{path}[/bold]")
+
+
+@app.command()
+def serve(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, "--port", "-p", min=1, max=65535),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in responses (default: the run's name)."),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most texts encoded together."),
+    batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0.0, help="How long to wait for more requests."),
+    normalize: bool = typer.Option(True, help="Unit-length vectors, as OpenAI's embeddings are."),
+):
+    """Serve the encoder over HTTP with an OpenAI-compatible /v1/embeddings endpoint."""
+    from .serve import serve as run_server
+
+    run_server(model, host=host, port=port, name=name, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+               normalize=normalize)
+
+
+def _snippet(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command("index")
+def index_cmd(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
+    input: Path = typer.Option(..., "--input", "-i", help=".txt (one text per line) or .jsonl with a \"text\" field."),
+    output: Path = typer.Option(..., "--output", "-o", help="Index directory (an existing index is replaced)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    sparse_top_k: int = typer.Option(128, "--sparse-top-k", min=1, help="Vocabulary weights kept per text."),
+    dense_index: str = typer.Option("flat", "--dense-index",
+                                    help="flat (exact cosine), ivf or hnsw (approximate, for large corpora)."),
+    skip_bad_lines: bool = typer.Option(False, help="Skip bad input lines instead of stopping."),
+):
+    """Index a corpus for search: dense vectors (faiss), sparse vocabulary weights and BM25."""
+    from .data import read_texts
+    from .encoder import Encoder
+    from .search import IndexSettings, SearchIndex, check_output
+
+    settings = IndexSettings(sparse_top_k=sparse_top_k, dense_index=dense_index)
+    check_output(output)
+    texts = read_texts(input, skip_bad_lines=skip_bad_lines)
+    index = SearchIndex.build(Encoder.load(model), texts, settings, batch_size=batch_size, model=model)
+    index.save(output)
+    out.print(f"indexed {len(texts)} texts into [bold]{output}[/bold] (dense: {dense_index}, "
+              f"sparse: top {sparse_top_k} tokens, bm25)")
+
+
+@app.command()
+def search(
+    index: Path = typer.Option(..., "--index", help="An index directory written by `text2token index`."),
+    query: str = typer.Option(..., "--query", "-q", help="The query text."),
+    mode: str = typer.Option("hybrid", "--mode", help="dense, sparse, hybrid or bm25."),
+    k: int = typer.Option(10, "--k", "-k", min=1, help="Number of hits."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Use this model instead of the index's."),
+    fusion: str = typer.Option("rrf", "--fusion", help="hybrid: rrf (reciprocal-rank fusion) or weighted."),
+    dense_weight: float = typer.Option(0.5, "--dense-weight", min=0.0, max=1.0, help="weighted fusion: dense share."),
+    tokens: int = typer.Option(5, "--tokens", min=0, help="Matched tokens shown per hit."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
+    """Search an index; sparse, hybrid and bm25 hits show the query tokens they matched."""
+    from .search import SearchIndex
+
+    hits = SearchIndex.load(index, model=model).search(query, mode=mode, k=k, fusion=fusion,
+                                                        dense_weight=dense_weight)
+    if as_json:
+        rows = [h.to_dict() for h in hits]
+        for row in rows:
+            row["tokens"] = row["tokens"][:tokens]
+        out.print_json(json.dumps({"query": query, "mode": mode, "hits": rows}))
+        return
+    table = Table(title=f"{mode} search: {_snippet(query, 60)}")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("text")
+    if mode != "dense":
+        table.add_column("matched tokens")
+    for h in hits:
+        row = [str(h.rank), f"{h.score:.4g}", _snippet(h.text)]
+        if mode != "dense":
+            row.append(", ".join(f"{t!r} {c:.3g}" for t, c in h.tokens[:tokens]))
+        table.add_row(*row)
+    out.print(table)
+    if not hits:
+        console.print("no hits")
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ class ModelConfig(_Strict):
     pooling: Literal["mean", "eos", "weighted_mean"] = "eos"
     prompt: str = DEFAULT_PROMPT
     """Template around each text; ``{text}`` marks where it goes. ``"{text}"`` means no prompt."""
-    max_length: int = Field(96, ge=8)
+    max_length: int = Field(80, ge=8)
     """Most tokens per input, prompt included; longer texts are cut (the text, never the prompt)."""
     trust_remote_code: bool = False
 
@@ -144,8 +144,8 @@ class Config(_Strict):
     targets: TargetsConfig = TargetsConfig()
     stages: list[StageConfig] = Field(
         default_factory=lambda: [
-            StageConfig(name="data-driven", targets="data", steps=100),
-            StageConfig(name="model-derived", targets="model", steps=100),
+            StageConfig(name="data-driven", targets="data", steps=150),
+            StageConfig(name="model-derived", targets="model", steps=150),
         ]
     )
     train: TrainConfig = TrainConfig()

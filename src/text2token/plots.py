@@ -36,3 +36,26 @@ def plot_run(run_dir: str | Path) -> Path | None:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def plot_tokens(pairs: list[tuple[str, float]], path: str | Path, title: str = "top tokens") -> Path:
+    """Draws a horizontal bar chart of (token, probability) pairs, the first on top, to a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    labels = [repr(token) for token, _ in pairs][::-1]
+    values = [p for _, p in pairs][::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(pairs) + 1.2), dpi=120)
+    ax.barh(range(len(values)), values, color="tab:blue")
+    ax.set_yticks(range(len(values)), labels, fontsize=9)
+    ax.set_xlabel("probability")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
