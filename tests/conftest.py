@@ -78,3 +78,27 @@ def _isolated_home(request, tmp_path, monkeypatch):
     if request.node.get_closest_marker("integration") is None:
         monkeypatch.setenv("TEXT2TOKEN_HOME", str(tmp_path / "t2t-home"))
     yield
+
+
+def run_cli(monkeypatch, capsys, *args):
+    """Runs ``text2token ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from text2token import cli
+
+    monkeypatch.setattr(sys, "argv", ["text2token", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, text):
+    """Exit code 2, the last line ``error: ...`` naming ``text``, no traceback."""
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:") and text in err, err
+    assert "Traceback" not in err

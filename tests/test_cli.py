@@ -1,25 +1,12 @@
 """The command line, in-process: exit codes, one-line errors, and nothing half-written on bad input."""
 
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
-from text2token import cli
 
-from conftest import TINY_CORPUS, make_model
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["text2token", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from conftest import TINY_CORPUS, assert_one_line_error, run_cli, make_model
 
 
 @pytest.fixture()
@@ -37,13 +24,6 @@ def tiny_config(tmp_path, tiny_dir):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def _assert_one_line_error(code, err, text):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error:") and text in err, err
-    assert "Traceback" not in err
 
 
 def test_train_encode_explain_end_to_end(monkeypatch, capsys, tmp_path, tiny_config):
@@ -77,7 +57,7 @@ def test_train_bad_input_writes_nothing(monkeypatch, capsys, tmp_path, tiny_conf
     override = override.replace("EMPTY", str(tmp_path / "empty.txt")).replace("BLANKLINE", str(tmp_path / "blank.txt"))
     run = tmp_path / "run"
     code, _, err = run_cli(monkeypatch, capsys, "train", "--config", tiny_config, "--output", run, override)
-    _assert_one_line_error(code, err, message)
+    assert_one_line_error(code, err, message)
     assert not run.exists(), "nothing is written on bad input"
 
 
@@ -91,7 +71,7 @@ def test_model_without_lm_head_refused(monkeypatch, capsys, tmp_path, tiny_confi
     AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(headless)
     code, _, err = run_cli(monkeypatch, capsys, "train", "--config", tiny_config, "--output", tmp_path / "r",
                            f"model.backbone={headless}")
-    _assert_one_line_error(code, err, "no LM head")
+    assert_one_line_error(code, err, "no LM head")
 
 
 def test_broken_gguf_refused(monkeypatch, capsys, tmp_path, tiny_config):
@@ -99,20 +79,20 @@ def test_broken_gguf_refused(monkeypatch, capsys, tmp_path, tiny_config):
     fake.write_bytes(b"GGUF" + b"\0" * 64)
     code, _, err = run_cli(monkeypatch, capsys, "train", "--config", tiny_config, "--output", tmp_path / "r",
                            f"model.backbone={fake}")
-    _assert_one_line_error(code, err, "cannot load as a causal LM")
+    assert_one_line_error(code, err, "cannot load as a causal LM")
 
 
 def test_encode_and_explain_errors(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "encode", "--model", tmp_path / "none", "--input", tmp_path / "x.txt",
                            "--output", tmp_path / "o.npy")
-    _assert_one_line_error(code, err, "not found")
+    assert_one_line_error(code, err, "not found")
     (tmp_path / "x.txt").write_text("ok\n")
     code, _, err = run_cli(monkeypatch, capsys, "encode", "--model", tmp_path, "--input", tmp_path / "x.txt",
                            "--output", tmp_path / "o.npy")
-    _assert_one_line_error(code, err, "not a text2token model directory")
+    assert_one_line_error(code, err, "not a text2token model directory")
     code, _, err = run_cli(monkeypatch, capsys, "encode", "--model", tmp_path, "--input", tmp_path / "x.txt",
                            "--output", tmp_path / "o.csv")
-    _assert_one_line_error(code, err, "expected a .npy")
+    assert_one_line_error(code, err, "expected a .npy")
     assert not (tmp_path / "o.npy").exists()
     code, _, err = run_cli(monkeypatch, capsys, "explain", "--model", tmp_path / "none", "--text", "hi")
-    _assert_one_line_error(code, err, "not found")
+    assert_one_line_error(code, err, "not found")

@@ -3,40 +3,20 @@ and the retrieval-modes benchmark's functions, on the tiny random Llama."""
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from text2token import cli
 from text2token.data import HeldoutSet
 from text2token.search import (Hit, IndexSettings, SearchIndex, reciprocal_rank_fusion, retrieval_metrics,
                                weighted_fusion)
 from text2token.targets.vocab import VocabFilter
 
-from conftest import TINY_CORPUS
+from conftest import TINY_CORPUS, assert_one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["text2token", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _assert_one_line_error(code, err, text):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error:") and text in err, err
-    assert "Traceback" not in err
 
 
 @pytest.fixture()
@@ -228,29 +208,29 @@ def test_cli_index_bad_input_writes_nothing(monkeypatch, capsys, tmp_path, model
     empty.write_text("")
     ix = tmp_path / "ix"
     code, _, err = run_cli(monkeypatch, capsys, "index", "--model", model_dir, "--input", empty, "--output", ix)
-    _assert_one_line_error(code, err, "no texts")
+    assert_one_line_error(code, err, "no texts")
     assert not ix.exists()
     code, _, err = run_cli(monkeypatch, capsys, "index", "--model", model_dir, "--input", corpus_file,
                            "--output", ix, "--dense-index", "lsh")
-    _assert_one_line_error(code, err, "unknown dense index 'lsh'")
+    assert_one_line_error(code, err, "unknown dense index 'lsh'")
     other = tmp_path / "other"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     code, _, err = run_cli(monkeypatch, capsys, "index", "--model", model_dir, "--input", corpus_file,
                            "--output", other)
-    _assert_one_line_error(code, err, "is not a text2token index")
+    assert_one_line_error(code, err, "is not a text2token index")
     assert (other / "keep.txt").read_text() == "mine"
 
 
 def test_cli_search_errors(monkeypatch, capsys, tmp_path, index):
     code, _, err = run_cli(monkeypatch, capsys, "search", "--index", tmp_path / "nope", "--query", "cat")
-    _assert_one_line_error(code, err, "index not found")
+    assert_one_line_error(code, err, "index not found")
     ix = index.save(tmp_path / "ix")
     code, _, err = run_cli(monkeypatch, capsys, "search", "--index", ix, "--query", "cat", "--mode", "fuzzy")
-    _assert_one_line_error(code, err, "unknown mode 'fuzzy'")
+    assert_one_line_error(code, err, "unknown mode 'fuzzy'")
     (ix / "dense.faiss").write_bytes(b"not faiss")
     code, _, err = run_cli(monkeypatch, capsys, "search", "--index", ix, "--query", "cat", "--mode", "bm25")
-    _assert_one_line_error(code, err, "dense.faiss: unreadable")
+    assert_one_line_error(code, err, "dense.faiss: unreadable")
 
 
 def test_cli_explain_plot_writes_png(monkeypatch, capsys, tmp_path, model_dir):
@@ -262,7 +242,7 @@ def test_cli_explain_plot_writes_png(monkeypatch, capsys, tmp_path, model_dir):
     assert "top 6 tokens" in out
     code, _, err = run_cli(monkeypatch, capsys, "explain", "--model", model_dir, "--text", "x", "--plot",
                            tmp_path / "tokens.bmp")
-    _assert_one_line_error(code, err, "expected a .png")
+    assert_one_line_error(code, err, "expected a .png")
 
 
 # ---------------------------------------------------------------- benchmark

@@ -89,6 +89,7 @@ def encode(
 
     from .data import read_texts
     from .encoder import Encoder
+    from .files import atomic_write
 
     if output.suffix != ".npy":
         raise Text2TokenError(f"--output {output}: expected a .npy file name")
@@ -96,12 +97,7 @@ def encode(
     encoder = Encoder.load(model)
     vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.tmp.npy")
-    try:
-        np.save(tmp, vectors)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(output, lambda f: np.save(f, vectors))
     out.print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +16,7 @@ from tqdm.auto import tqdm
 from .attention import attention_mode, set_attention
 from .backbone import load_backbone
 from .errors import Text2TokenError
+from .files import atomic_dir
 from .pooling import POOLINGS, pool
 
 log = logging.getLogger(__name__)
@@ -99,9 +98,7 @@ class Encoder:
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         """Writes a self-describing directory: transformers weights + tokenizer + ``text2token.json``."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             meta = {
@@ -111,12 +108,6 @@ class Encoder:
                 **(extra or {}),
             }
             (tmp / SETTINGS_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     # ---------------------------------------------------------------- properties

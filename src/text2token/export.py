@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import Text2TokenError
+from .files import atomic_dir
 
 FORMATS = ("sentence-transformers",)
 ST_POOLING = {"mean": "pooling_mode_mean_tokens", "eos": "pooling_mode_lasttoken",
@@ -121,14 +120,6 @@ def _check_settings(encoder) -> None:
                               f"text within max_length={encoder.settings.max_length}")
 
 
-def _make_readable(root: Path) -> None:
-    """Gives the export the usual permissions (mkdtemp and some writers create owner-only entries)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [root, *root.rglob("*")]:
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Writes ``out_dir``, a sentence-transformers model giving the same vectors as ``Encoder.load(model_dir)``."""
     from .encoder import Encoder
@@ -138,22 +129,13 @@ def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise Text2TokenError(f"export: {out} already exists and is not an empty directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         encoder.base.save_pretrained(tmp, safe_serialization=True)  # config.json keeps is_causal
         _write_tokenizer(encoder, tmp)
         _check_tokenizer(encoder, tmp)
         for name, content in _st_files(encoder).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
-        _make_readable(tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

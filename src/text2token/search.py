@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +29,7 @@ import numpy as np
 from scipy import sparse as sp
 
 from .errors import Text2TokenError
+from .files import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +267,7 @@ class SearchIndex:
         import faiss
 
         path = check_output(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             with open(tmp / TEXTS, "w", encoding="utf-8") as f:
                 for i, text in enumerate(self.texts):
                     f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
@@ -278,12 +275,6 @@ class SearchIndex:
             sp.save_npz(tmp / SPARSE, self.sparse, compressed=False)
             self.bm25.save(tmp / BM25_DIR)
             (tmp / MANIFEST).write_text(json.dumps(self.manifest, indent=2), encoding="utf-8")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod

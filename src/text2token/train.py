@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -31,6 +30,7 @@ from .data import heldout_set, load_corpus
 from .encoder import Encoder, EncoderSettings, check_texts
 from .errors import Text2TokenError
 from .evaluate import heldout_score
+from .files import atomic_write
 from .losses import token_kl
 from .targets.data_driven import DataDrivenTargets
 from .targets.model_derived import ModelDerivedTargets
@@ -101,15 +101,6 @@ def setup_trainable(encoder: Encoder, cfg: Config):
         if norm is not None:
             norm.requires_grad_(True)
     return None
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
@@ -347,8 +338,8 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
 def save_checkpoint(run_dir: Path, model, optimizer, scheduler, stage: int, step: int) -> None:
     directory = run_dir / CHECKPOINT
     directory.mkdir(exist_ok=True)
-    _atomic_torch_save({
+    atomic_write(directory / STATE_FILE, lambda f: torch.save({
         "stage": stage, "step": step, "trainable": trainable_state(model),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
-    }, directory / STATE_FILE)
+    }, f))

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 from tqdm.auto import tqdm
 
 from ..errors import Text2TokenError
+from ..files import atomic_write
 
 MANIFEST = "manifest.json"
 
@@ -53,17 +53,9 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _write_manifest(directory: Path, manifest: dict) -> None:
-    atomic_write_bytes(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
+    data = json.dumps(manifest, indent=1).encode()
+    atomic_write(directory / MANIFEST, lambda f: f.write(data))
 
 
 class TargetStore:
@@ -166,13 +158,10 @@ class TargetStore:
                 if ids.shape != (end - start, width) or weights.shape != ids.shape:
                     raise ValueError(f"target transform returned {ids.shape}, expected {(end - start, width)}")
                 name = f"shard-{len(manifest['shards']):05d}.safetensors"
-                tmp = directory / f".{name}.tmp"
-                save_file({"text_index": np.ascontiguousarray(text_index[start:end]),
-                           "ids": np.ascontiguousarray(ids, dtype=np.int32),
-                           "weights": np.ascontiguousarray(weights, dtype=np.float32)}, str(tmp))
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, directory / name)
+                data = save({"text_index": np.ascontiguousarray(text_index[start:end]),
+                             "ids": np.ascontiguousarray(ids, dtype=np.int32),
+                             "weights": np.ascontiguousarray(weights, dtype=np.float32)})
+                atomic_write(directory / name, lambda f: f.write(data))
                 manifest["shards"].append({"file": name, "rows": end - start, "sha256": _sha256_file(directory / name)})
                 _write_manifest(directory, manifest)
                 bar.update(end - start)
