@@ -1,5 +1,7 @@
 """Runs the default training (or reads a finished run) and records its results in results/default/ and README.md.
 
+The copied files: eval.json, metrics.jsonl, config.yaml, loss.png and scores.md (the table the README includes).
+
     python scripts/record_default.py [--run runs/default] [--skip-train]
 """
 
@@ -7,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "default"
-BLOCK = re.compile(r"(<!-- results/default/scores.md[^\n]*-->\n)(.*?)(\n\n)", re.S)
 
 
 def table(scores: dict) -> str:
@@ -41,11 +41,10 @@ def main() -> None:
     seconds = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     md = table(scores)
     (OUT / "scores.md").write_text(md + "\n")
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if not BLOCK.search(text):
-        sys.exit("README.md has no results/default/scores.md block")
-    readme.write_text(BLOCK.sub(lambda m: m.group(1) + md + m.group(3), text, count=1))
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from update_readme import update
+
+    update()
     print(md)
     print(f"recorded {len(seconds)} metric lines in {OUT}")
 
