@@ -38,8 +38,10 @@ def test_prompt_is_kept_and_text_truncated(tiny, caplog):
     row = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
     assert tok.decode(row).endswith('" ok "'), "the prompt's end survives truncation"
     with caplog.at_level(logging.WARNING):
-        enc.encode([long, long, "cat"])
-    assert sum("truncated" in r.message for r in caplog.records) == 1, "said once per call"
+        enc.encode([long, long, "cat"], batch_size=1)
+        enc.encode([long])
+    assert sum("truncated" in r.message for r in caplog.records) == 1, "said once"
+    assert "2 of 3 texts" in caplog.text
 
 
 def test_save_load_round_trip_and_automodel(tiny, tmp_path):

@@ -196,7 +196,7 @@ def index_cmd(
 def search(
     index: Path = typer.Option(..., "--index", help="An index directory written by `text2token index`."),
     query: str = typer.Option(..., "--query", "-q", help="The query text."),
-    mode: str = typer.Option("hybrid", "--mode", help="dense, sparse, hybrid or bm25."),
+    mode: str = typer.Option("dense", "--mode", help="dense (default: best measured), sparse, hybrid or bm25."),
     k: int = typer.Option(10, "--k", "-k", min=1, help="Number of hits."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Use this model instead of the index's."),
     fusion: str = typer.Option("rrf", "--fusion", help="hybrid: rrf (reciprocal-rank fusion) or weighted."),

@@ -67,6 +67,7 @@ class Encoder:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._prefix, self._suffix = self.settings.prompt.split("{text}")
         self._template = None
+        self._told_truncation = False
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -196,8 +197,10 @@ class Encoder:
             batch, n_cut = self.tokenize([texts[i] for i in idx])
             truncated += n_cut
             yield idx, {k: v.to(self.device) for k, v in batch.items()}
-        if truncated:
-            log.warning("%d of %d texts were longer than max_length=%d tokens and were truncated",
+        if truncated and not self._told_truncation:  # said once per encoder, not once per batch or call
+            self._told_truncation = True
+            log.warning("%d of %d texts were longer than max_length=%d tokens and were truncated "
+                        "(later truncations by this encoder are not reported)",
                         truncated, len(texts), self.settings.max_length)
 
     @torch.inference_mode()

@@ -40,20 +40,29 @@ def plot_run(run_dir: str | Path) -> Path | None:
 
 def plot_tokens(pairs: list[tuple[str, float]], path: str | Path, title: str = "top tokens") -> Path:
     """Draws a horizontal bar chart of (token, probability) pairs, the first on top, to a PNG at ``path``."""
+    return plot_token_panels({title: pairs}, path)
+
+
+def plot_token_panels(panels: dict[str, list[tuple[str, float]]], path: str | Path, title: str | None = None) -> Path:
+    """One horizontal bar chart of (token, probability) pairs per panel, side by side (e.g. before / after)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    labels = [repr(token) for token, _ in pairs][::-1]
-    values = [p for _, p in pairs][::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(pairs) + 1.2), dpi=120)
-    ax.barh(range(len(values)), values, color="tab:blue")
-    ax.set_yticks(range(len(values)), labels, fontsize=9)
-    ax.set_xlabel("probability")
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
+    rows = max(len(pairs) for pairs in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.3 * rows + 1.4), dpi=120, squeeze=False)
+    for ax, (name, pairs) in zip(axes[0], panels.items()):
+        labels = [repr(token) for token, _ in pairs][::-1]
+        values = [p for _, p in pairs][::-1]
+        ax.barh(range(len(values)), values, color="tab:blue")
+        ax.set_yticks(range(len(values)), labels, fontsize=9)
+        ax.set_xlabel("probability")
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

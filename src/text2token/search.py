@@ -317,7 +317,7 @@ class SearchIndex:
                      show_progress_bar=False)
 
     # ------------------------------------------------------------ search
-    def search(self, queries: str | Sequence[str], mode: str = "hybrid", k: int = 10, fusion: str = "rrf",
+    def search(self, queries: str | Sequence[str], mode: str = "dense", k: int = 10, fusion: str = "rrf",
                dense_weight: float = 0.5, batch_size: int = 32) -> list[Hit] | list[list[Hit]]:
         """Top-k hits per query; a single string gives one list of hits, a list of strings a list of lists.
 
