@@ -200,7 +200,7 @@ def test_cli_index_and_search_end_to_end(monkeypatch, capsys, tmp_path, model_di
     code, out, err = run_cli(monkeypatch, capsys, "search", "--index", ix, "--query", "the cat sat",
                              "--model", model_dir, "-k", "2")
     assert code == 0, err
-    assert "hybrid search" in out
+    assert "dense search" in out, "dense is the default mode"
 
 
 def test_cli_index_bad_input_writes_nothing(monkeypatch, capsys, tmp_path, model_dir, corpus_file):
