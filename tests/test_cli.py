@@ -74,6 +74,24 @@ def test_model_without_lm_head_refused(monkeypatch, capsys, tmp_path, tiny_confi
     assert_one_line_error(code, err, "no LM head")
 
 
+def test_gguf_of_a_non_causal_model_refused(monkeypatch, capsys, tmp_path, tiny_config):
+    import gguf
+
+    path = tmp_path / "encoder-only.gguf"
+    writer = gguf.GGUFWriter(str(path), "bert")
+    writer.add_block_count(1)
+    writer.add_embedding_length(4)
+    writer.add_tensor("token_embd.weight", np.zeros((10, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--config", tiny_config, "--output", tmp_path / "r",
+                           f"model.backbone={path}")
+    assert_one_line_error(code, err, "cannot load as a causal LM")
+    assert not (tmp_path / "r").exists()
+
+
 def test_broken_gguf_refused(monkeypatch, capsys, tmp_path, tiny_config):
     fake = tmp_path / "broken.gguf"
     fake.write_bytes(b"GGUF" + b"\0" * 64)
