@@ -241,3 +241,15 @@ def test_cli_serve(monkeypatch, capsys, encoder, tmp_path):
         cli.main()
     err = capsys.readouterr().err
     assert info.value.code == 2 and "model path not found" in err and "Traceback" not in err
+
+
+def test_api_key_required_when_set(encoder):
+    with Server(create_app(encoder, NAME, api_key="s3cret")) as srv:
+        good = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="s3cret", max_retries=0, timeout=30)
+        assert len(good.embeddings.create(model=NAME, input="the cat").data[0].embedding) == encoder.hidden_size
+        bad = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="wrong", max_retries=0, timeout=30)
+        with pytest.raises(openai.AuthenticationError) as err:
+            bad.embeddings.create(model=NAME, input="the cat")
+        assert err.value.status_code == 401 and err.value.body["code"] == "invalid_api_key"
+        assert httpx.get(f"{srv.url}/v1/models").status_code == 401
+        assert httpx.get(f"{srv.url}/health").status_code == 200

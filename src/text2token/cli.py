@@ -155,12 +155,14 @@ def serve(
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most texts encoded together."),
     batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0.0, help="How long to wait for more requests."),
     normalize: bool = typer.Option(True, help="Unit-length vectors, as OpenAI's embeddings are."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TEXT2TOKEN_API_KEY",
+                                          help="Require 'Authorization: Bearer KEY' on /v1/* (or TEXT2TOKEN_API_KEY)."),
 ):
     """Serve the encoder over HTTP with an OpenAI-compatible /v1/embeddings endpoint."""
     from .serve import serve as run_server
 
     run_server(model, host=host, port=port, name=name, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-               normalize=normalize)
+               normalize=normalize, api_key=api_key)
 
 
 def _snippet(text: str, width: int = 100) -> str:

@@ -227,6 +227,22 @@ def _install_error_handlers(app) -> None:
         return _error_response(APIError(500, f"internal error: {type(exc).__name__}", kind="server_error"))
 
 
+def _require_api_key(app, api_key: str) -> None:
+    """Answers 401 (OpenAI's shape) to ``/v1/*`` requests without ``Authorization: Bearer <api_key>``."""
+    import hmac
+
+    expected = f"Bearer {api_key}".encode()
+
+    @app.middleware("http")
+    async def _check_key(request, call_next):
+        if request.url.path.startswith("/v1/"):
+            sent = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(sent, expected):
+                return _error_response(APIError(401, "invalid or missing API key (send Authorization: Bearer KEY)",
+                                                code="invalid_api_key"))
+        return await call_next(request)
+
+
 def _require_server_packages() -> None:
     import importlib.util
 
@@ -237,8 +253,11 @@ def _require_server_packages() -> None:
 
 def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int = 50_000,
                max_body_bytes: int = 8 * 1024 * 1024, batch_wait_ms: float = 5.0, max_batch: int = 32,
-               normalize: bool = True):
+               normalize: bool = True, api_key: str | None = None):
     """A FastAPI app serving ``encoder`` under the OpenAI embeddings API as ``model_name``.
+
+    ``api_key``: when set, every ``/v1/*`` request must send ``Authorization: Bearer <api_key>`` (compared in
+    constant time); ``/health`` stays open.
 
     ``max_inputs``: texts per request; ``max_chars``: characters per text; ``max_body_bytes``: request size;
     ``batch_wait_ms``/``max_batch``: how long the batcher waits for more requests / the most texts per batch;
@@ -268,6 +287,8 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
 
     app = FastAPI(title="text2token", lifespan=lifespan)
     _install_error_handlers(app)
+    if api_key:
+        _require_api_key(app, api_key)
 
     async def model_call(fn, *args):
         try:

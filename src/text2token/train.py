@@ -195,9 +195,11 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
     """Runs every stage of ``cfg``; returns the run directory (the encoder is in ``<run>/final``)."""
     run_dir = Path(output_dir or cfg.output_dir)
     # ---- validate everything before anything is written
+    if resume and not (run_dir / "config.yaml").is_file():
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise Text2TokenError(f"cannot resume: {run_dir} has no config.yaml")
+        resume = False  # killed before anything was written: start the run afresh
     if resume:
-        if not (run_dir / "config.yaml").is_file():
-            raise Text2TokenError(f"nothing to resume: {run_dir} has no config.yaml")
         if not _same_config(load_config(run_dir / "config.yaml"), cfg):
             raise Text2TokenError(f"--resume: the config differs from {run_dir / 'config.yaml'}; "
                                   "resume with the same config or start a new --output")
