@@ -2,10 +2,8 @@
 
 import base64
 import json
-import socket
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ uvicorn = pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
+from text2token.serve import ServerThread as Server
 from text2token.serve import create_app
 
 NAME = "tiny-t2t"
@@ -37,30 +36,6 @@ class SpyEncoder:
 
     def __getattr__(self, name):
         return getattr(self.encoder, name)
-
-
-class Server:
-    """uvicorn serving ``app`` on 127.0.0.1 in a background thread, for the duration of a ``with`` block."""
-
-    def __init__(self, app):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -61,12 +61,13 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default: the config's output_dir)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
+    skip_bad_lines: bool = typer.Option(False, "--skip-bad-lines", help="Skip bad corpus lines instead of stopping."),
 ):
     """Build targets and train a Text2Token encoder; prints the before/after score on held-out text."""
     from .config import load_config
     from .train import train as run_training
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_config(config, [*(overrides or []), *(["data.skip_bad_lines=true"] if skip_bad_lines else [])])
     run_dir = run_training(cfg, output_dir=output, resume=resume)
     out.print(f"encoder saved to [bold]{run_dir / 'final'}[/bold]")
     result = run_dir / "eval.json"

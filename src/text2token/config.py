@@ -254,4 +254,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    from .files import atomic_write
+
+    data = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))

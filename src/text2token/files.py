@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import Text2TokenError
+
 
 def _make_readable(root: Path) -> None:
     """The usual permissions (mkdtemp creates an owner-only directory)."""
@@ -48,5 +50,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None]) -> No
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
+        reason = e.strerror or str(e)
+        if free is not None and free < (1 << 20) and "space" not in reason.lower():
+            reason += f"; {free} bytes free: the disk is full"
+        raise Text2TokenError(f"cannot write {path} ({reason})") from None
     finally:
         tmp.unlink(missing_ok=True)

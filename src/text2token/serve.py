@@ -10,6 +10,7 @@ ever used by one thread). Bad input gets a 4xx answer in OpenAI's error shape
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,12 +42,17 @@ async def read_json(request, max_body_bytes: int) -> dict:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
         raise APIError(413, f"request body is larger than {max_body_bytes} bytes", code="request_too_large")
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_body_bytes:
-            raise APIError(413, f"request body is larger than {max_body_bytes} bytes", code="request_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise APIError(413, f"request body is larger than {max_body_bytes} bytes", code="request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the caller went away mid-body (e.g. a slow client timing out): nothing to answer
+        raise APIError(400, "the client disconnected before sending the whole body", code="client_disconnected") from None
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
@@ -352,3 +358,33 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, name: str | None
     encoder = Encoder.load(model_dir)
     app = create_app(encoder, name or default_model_name(model_dir), **limits)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on a free 127.0.0.1 port in a background thread, for a ``with`` block (tests and
+    the load benchmark)."""
+
+    def __init__(self, app, log_level: str = "warning"):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
