@@ -96,6 +96,13 @@ def test_smoke_config_cli_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.load(tmp_path / "e.npy").shape == (2, 576)
+    done = subprocess.run([sys.executable, "-m", "text2token.cli", "export", "--model", str(run / "final"),
+                           "--output", str(tmp_path / "st")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from sentence_transformers import SentenceTransformer
+
+    st_vectors = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(texts.read_text().splitlines())
+    assert np.abs(st_vectors - np.load(tmp_path / "e.npy")).max() <= 1e-5, "the sentence-transformers export agrees"
     done = subprocess.run([sys.executable, "-m", "text2token.cli", "explain", "--model", str(run / "final"),
                            "--text", "The violin is a string instrument.", "--json"],
                           capture_output=True, text=True, timeout=300)
