@@ -134,9 +134,6 @@ class Encoder:
         return self.lm_head.weight.shape[0]
 
     # ---------------------------------------------------------------- tokenisation
-    def format(self, text: str) -> str:
-        return f"{self._prefix}{text}{self._suffix}"
-
     def template_ids(self) -> tuple[list[int], list[int]]:
         """Token ids around every text: (special head + prompt prefix, prompt suffix + special tail).
 

@@ -1,8 +1,8 @@
 """Target token distributions: data-driven (the text's own tokens) and model-derived (the backbone's)."""
 
-from .data_driven import build_data_driven
-from .model_derived import build_model_derived
+from .data_driven import DataDrivenTargets
+from .model_derived import ModelDerivedTargets
 from .store import TargetStore
 from .vocab import VocabFilter
 
-__all__ = ["TargetStore", "VocabFilter", "build_data_driven", "build_model_derived"]
+__all__ = ["DataDrivenTargets", "ModelDerivedTargets", "TargetStore", "VocabFilter"]

@@ -14,7 +14,7 @@ N and df are counted over the training corpus (a first streaming pass).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -110,9 +110,3 @@ class DataDrivenTargets:
         total = w.sum(1, keepdims=True)
         w = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
         return ids, w.astype(np.float32)
-
-
-def build_data_driven(tokenizer, vocab_size: int, cfg: DataDrivenConfig, fit_texts: Callable[[], Iterator],
-                      vocab: VocabFilter | None = None) -> DataDrivenTargets:
-    """Fits document frequencies over ``fit_texts()`` (an iterator of text chunks) and returns the builder."""
-    return DataDrivenTargets(tokenizer, vocab_size, cfg, vocab).fit(fit_texts())

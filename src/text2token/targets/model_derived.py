@@ -68,8 +68,3 @@ class ModelDerivedTargets:
         # texts with no data-driven tokens left keep the model-derived target alone
         share = np.where(d_w.sum(1) > 0, self.cfg.mix_data, 0.0)
         return mix(ids, w, d_ids, d_w, share, self.encoder.vocab_size)
-
-
-def build_model_derived(encoder: Encoder, cfg: ModelDerivedConfig, vocab: VocabFilter,
-                        data: DataDrivenTargets | None = None, batch_size: int = 32) -> ModelDerivedTargets:
-    return ModelDerivedTargets(encoder, cfg, vocab, data, batch_size)
