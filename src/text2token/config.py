@@ -106,10 +106,22 @@ class TargetsConfig(_Strict):
 
 class StageConfig(_Strict):
     name: str
-    targets: Literal["data", "model"]
+    objective: Literal["kl", "simcse", "mntp"] = "kl"
+    """``kl``: Text2Token (KL to the stage's target distribution). The baselines: ``simcse`` (unsupervised
+    SimCSE: dropout positives, in-batch negatives) and ``mntp`` (LLM2Vec's masked next-token prediction)."""
+    targets: Literal["data", "model"] | None = None
+    """``kl`` only: data-driven or model-derived targets."""
     steps: int = Field(ge=1)
     lr: float | None = Field(None, gt=0.0)
     warmup_steps: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _targets(self) -> "StageConfig":
+        if self.objective == "kl" and self.targets is None:
+            raise ValueError(f"stage {self.name!r}: objective kl needs targets: data or model")
+        if self.objective != "kl" and self.targets is not None:
+            raise ValueError(f"stage {self.name!r}: objective {self.objective} takes no targets")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -126,6 +138,10 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(10, ge=0)
     max_grad_norm: float = Field(1.0, gt=0.0)
     seed: int = 0
+    simcse_temperature: float = Field(0.05, gt=0.0)
+    simcse_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    """Attention dropout during ``simcse`` stages (decoder LLMs ship with none; it makes the two views differ)."""
+    mntp_mask_prob: float = Field(0.2, gt=0.0, lt=1.0)
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     threads: int | None = Field(None, ge=1)

@@ -170,12 +170,15 @@ class Encoder:
         return {"input_ids": input_ids, "attention_mask": mask}, truncated
 
     # ---------------------------------------------------------------- forward
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Pooled embeddings [B, H] (differentiable; used by training)."""
+    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last hidden state of every token [B, T, H] under this encoder's attention mode."""
         if attention_mode(self.model) != self.settings.attention:  # encoders may share one model
             set_attention(self.model, self.settings.attention)
-        out = self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        return pool(out.last_hidden_state, attention_mask, self.settings.pooling)
+        return self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled embeddings [B, H] (differentiable; used by training)."""
+        return pool(self.states(input_ids, attention_mask), attention_mask, self.settings.pooling)
 
     def token_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """The LM head applied to pooled embeddings: logits over the vocabulary, float32 [B, V]."""

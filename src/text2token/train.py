@@ -31,7 +31,7 @@ from .encoder import Encoder, EncoderSettings, check_texts
 from .errors import Text2TokenError
 from .evaluate import heldout_score
 from .files import atomic_write
-from .losses import token_kl
+from .losses import mntp_loss, simcse_loss, token_kl
 from .targets.data_driven import DataDrivenTargets
 from .targets.model_derived import ModelDerivedTargets
 from .targets.store import TargetStore, fingerprint, texts_fingerprint
@@ -101,6 +101,40 @@ def setup_trainable(encoder: Encoder, cfg: Config):
         if norm is not None:
             norm.requires_grad_(True)
     return None
+
+
+def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
+    """Sets the attention-probability dropout of every attention module (Llama/Qwen2/Gemma/Mistral keep it in
+    ``module.attention_dropout``; it acts only in train mode)."""
+    for module in model.modules():
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = float(p)
+
+
+def mask_token_id(tokenizer) -> int:
+    """The token that replaces masked ones in MNTP: the tokenizer's mask token, else ``_`` (as LLM2Vec does for
+    decoders without one), else unk / pad."""
+    if tokenizer.mask_token_id is not None:
+        return int(tokenizer.mask_token_id)
+    ids = tokenizer("_", add_special_tokens=False)["input_ids"]
+    if len(ids) == 1:
+        return int(ids[0])
+    return int(tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id)
+
+
+def mask_tokens(batch: dict, tokenizer, prob: float, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNTP inputs: each real, non-special token after the first is masked with probability ``prob`` (at least
+    one per row). Returns (masked input ids, mask of the masked positions)."""
+    ids, attn = batch["input_ids"], batch["attention_mask"].bool()
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=ids.dtype)
+    candidate = attn & ~torch.isin(ids, special)
+    candidate[:, 0] = False
+    draw = torch.rand(ids.shape, generator=rng) < prob
+    masked = candidate & draw
+    for row in torch.nonzero(candidate.any(1) & ~masked.any(1)).flatten().tolist():  # at least one per row
+        options = torch.nonzero(candidate[row]).flatten()
+        masked[row, options[torch.randint(len(options), (1,), generator=rng)]] = True
+    return ids.masked_fill(masked, mask_token_id(tokenizer)), masked
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
@@ -235,7 +269,7 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
     targets = Targets(cfg, encoder, texts, run_dir, show_progress)
     stores: dict[int, TargetStore] = {}
     for i, stage in enumerate(cfg.stages):
-        if not targets.needs_trained_model(stage):
+        if stage.objective == "kl" and not targets.needs_trained_model(stage):
             stores[i] = targets.store(stage, plans[i])
 
     # ---- the "before" score, on the raw backbone with the same pooling and prompt
@@ -258,7 +292,7 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
     for i, stage in enumerate(cfg.stages):
         if state is not None and (i < state["stage"] or (i == state["stage"] and state["step"] >= stage.steps)):
             continue
-        if i not in stores:
+        if i not in stores and stage.objective == "kl":
             encoder.model.eval()
             mid_stage = state is not None and state["stage"] == i and state["step"] > 0
             stores[i] = targets.store(stage, plans[i], reuse_existing=mid_stage)
@@ -280,6 +314,7 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
             start = state["step"]
         state = None
         encoder.model.train()
+        set_attention_dropout(encoder.model, t.simcse_dropout if stage.objective == "simcse" else 0.0)
         bar = tqdm(range(start, stage.steps), desc=f"stage {stage.name}", disable=not show_progress,
                    initial=start, total=stage.steps, unit="step")
         tic = time.perf_counter()
@@ -288,11 +323,21 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
             for micro in range(t.grad_accum):
                 lo = (step * t.grad_accum + micro) * t.batch_size
                 idx = plans[i][lo: lo + t.batch_size]
-                ids, weights = stores[i].get(idx)
                 batch, _ = encoder.tokenize([texts[k] for k in idx])
                 batch = {k: v.to(encoder.device) for k, v in batch.items()}
-                logits = encoder.token_logits(encoder.forward(**batch))
-                loss = token_kl(logits, torch.from_numpy(ids), torch.from_numpy(weights)) / t.grad_accum
+                if stage.objective == "kl":
+                    ids, weights = stores[i].get(idx)
+                    logits = encoder.token_logits(encoder.forward(**batch))
+                    loss = token_kl(logits, torch.from_numpy(ids), torch.from_numpy(weights))
+                elif stage.objective == "simcse":  # the same texts twice: dropout makes the two views differ
+                    pooled = encoder.forward(**{k: torch.cat([v, v]) for k, v in batch.items()})
+                    loss = simcse_loss(pooled[: len(idx)], pooled[len(idx):], t.simcse_temperature)
+                else:  # mntp
+                    rng = torch.Generator().manual_seed(t.seed * 1_000_003 + i * 10_007 + step * 101 + micro)
+                    masked_ids, masked = mask_tokens(batch, encoder.tokenizer, t.mntp_mask_prob, rng)
+                    hidden = encoder.states(masked_ids, batch["attention_mask"])
+                    loss = mntp_loss(hidden, encoder.lm_head, batch["input_ids"], masked)
+                loss = loss / t.grad_accum
                 loss.backward()
                 loss_sum += loss.item()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
@@ -318,6 +363,7 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
 
     # ---- the saved encoder and the "after" score
     encoder.model.eval()
+    set_attention_dropout(encoder.model, 0.0)
     if peft_model is not None:
         encoder.model = peft_model.merge_and_unload()
     for p in encoder.model.parameters():
