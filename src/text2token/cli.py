@@ -234,6 +234,74 @@ def search(
         console.print("no hits")
 
 
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="A model directory (or run directory) or baseline:NAME "
+                              "(mean, eos, prompteol, tfidf, bm25, minilm)."),
+    suite: str = typer.Option("offline", "--suite", help="The task suite: offline."),
+    split: str = typer.Option("test", "--split", help="test (report numbers) or dev (make choices)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated task names (default: all)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name in the results (default: from --model)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON (default: results/NAME.json)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+):
+    """Score a model on the offline suite (10 tasks, 5 task types); prints a table, writes JSON."""
+    from .baselines import load_model
+    from .files import atomic_write
+    from .suite import load_suite, run_suite
+
+    if suite != "offline":
+        raise Text2TokenError(f"unknown suite {suite!r} (choose offline; MTEB tasks run with `text2token mteb`)")
+    if output is not None and output.suffix != ".json":
+        raise Text2TokenError(f"--output {output}: expected a .json file name")
+    task_list = load_suite(split, [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
+    label = name or (model.split(":", 1)[1] if model.startswith("baseline:") else _model_label(Path(model)))
+    result = run_suite(load_model(model), task_list, label, split)
+    result["model_spec"] = model
+    output = output or Path("results") / f"{label}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(result, indent=2).encode()
+    atomic_write(output, lambda f: f.write(data))
+    table = Table(title=f"{label} on the offline suite ({split})")
+    table.add_column("task")
+    table.add_column("type")
+    table.add_column("metric")
+    table.add_column("score", justify="right")
+    for task, r in result["tasks"].items():
+        table.add_row(task, r["type"], r["main_metric"], f"{r['main_score']:.4f}")
+    if result["average"] is not None:
+        table.add_row("[bold]average[/bold]", "", "", f"[bold]{result['average']:.4f}[/bold]")
+    out.print(table)
+    out.print(f"wrote {output}")
+
+
+def _model_label(path: Path) -> str:
+    return path.parent.name if path.name == "final" else path.name
+
+
+@app.command()
+def compare(
+    results: List[Path] = typer.Argument(..., help="Results JSON files written by `text2token eval`."),
+    output: Path = typer.Option(Path("results/comparison"), "--output", "-o",
+                                help="Output stem: writes STEM.md and STEM.png."),
+    title: str = typer.Option("offline suite", "--title"),
+):
+    """A markdown table and a grouped bar chart (PNG) of several eval results."""
+    from .plots import plot_comparison
+    from .report import comparison_table, load_results
+
+    runs = load_results(results)
+    table = comparison_table(runs)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    md = output.with_suffix(".md")
+    from .files import atomic_write
+
+    atomic_write(md, lambda f: f.write(table.encode()))
+    png = plot_comparison(runs, output.with_suffix(".png"), title=title)
+    out.print(table)
+    out.print(f"wrote {md} and {png}")
+
+
 def main() -> None:
     try:
         app()

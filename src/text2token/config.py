@@ -152,6 +152,11 @@ class EvalConfig(_Strict):
     articles: int = Field(500, ge=10)
     """Held-out Wikipedia articles used by the before/after score."""
     batch_size: int = Field(32, ge=1)
+    every: int | None = Field(None, ge=1)
+    """Every this many global steps, log the co-optimisation probe (vocabulary space: KL and top-k token overlap
+    with the data-driven targets of held-out passages; representation space: held-out retrieval nDCG@10)."""
+    probe_articles: int = Field(100, ge=10)
+    """Held-out (dev) articles the probe uses."""
 
 
 class Config(_Strict):

@@ -48,6 +48,13 @@ def is_heldout(title: str, fraction: float) -> bool:
     return bucket < fraction * 10_000
 
 
+def eval_split(title: str, dev_share: float = 0.3) -> str:
+    """Which evaluation split a held-out article belongs to: ``dev`` (training-time scores, recipe choices) or
+    ``test`` (the offline suite's reported numbers). Stable by title hash, independent of ``is_heldout``."""
+    bucket = int.from_bytes(hashlib.sha256(f"suite-split:{title}".encode()).digest()[:4], "big") % 10_000
+    return "dev" if bucket < dev_share * 10_000 else "test"
+
+
 def split_passages(text: str, max_words: int) -> list[str]:
     """Groups whole sentences into passages of at most ``max_words`` words (long sentences are cut)."""
     passages, current = [], []
@@ -154,8 +161,9 @@ def heldout_set(cfg: DataConfig, n_articles: int, seed: int = 0) -> HeldoutSet:
     if cfg.corpus == "wiki" and cfg.heldout_fraction <= 0:
         raise Text2TokenError("eval needs held-out articles: set data.heldout_fraction > 0 or eval.enabled=false")
     fraction = cfg.heldout_fraction if cfg.corpus == "wiki" and cfg.heldout_fraction > 0 else 0.1
+    # only the dev part of the held-out articles: the test part belongs to the offline suite (text2token eval)
     pool = [a for a in wiki_articles() if is_heldout(a["title"], fraction) and a["description"]
-            and a["topic"] and a["topic"] != "Uncategorized"]
+            and a["topic"] and a["topic"] != "Uncategorized" and eval_split(a["title"]) == "dev"]
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(pool), min(n_articles, len(pool)), replace=False).tolist())
     chosen = [pool[i] for i in pick]

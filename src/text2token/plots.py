@@ -68,3 +68,78 @@ def plot_token_panels(panels: dict[str, list[tuple[str, float]]], path: str | Pa
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_comparison(runs: list[dict], path: str | Path, title: str = "offline suite") -> Path:
+    """Grouped bars: one group per task (plus the average), one bar per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = list(dict.fromkeys(t for r in runs for t in r["tasks"]))
+    groups = [*tasks, "average"]
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(9, 1.1 * len(groups) + 2), 4.8), dpi=120)
+    x = np.arange(len(groups))
+    for i, r in enumerate(runs):
+        full = all(t in r["tasks"] for t in tasks)
+        vals = [r["tasks"][t]["main_score"] if t in r["tasks"] else np.nan for t in tasks]
+        vals.append(r["average"] if full and r["average"] is not None else np.nan)
+        ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=r["model"])
+    ax.set_xticks(x)
+    ax.set_xticklabels([g.replace("-", "\n", 1) for g in groups], fontsize=7)
+    ax.set_ylabel("main score")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=min(4, len(runs)), loc="upper left", bbox_to_anchor=(0, -0.18))
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_coopt(run_dir: str | Path) -> Path | None:
+    """``<run>/coopt.png``: the co-optimisation probe (vocabulary space vs representation space) against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    probes = sorted((r for r in records if r.get("event") == "probe"), key=lambda r: r["global_step"])
+    if len(probes) < 2:
+        return None
+    overlap_key = next(k for k in probes[0] if k.startswith("vocab_top"))
+    steps = [r["global_step"] for r in probes]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    ax = axes[0]
+    ax.plot(steps, [r["vocab_kl"] for r in probes], marker="o", color="tab:red", label="KL(target || LM head)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("held-out KL", color="tab:red")
+    twin = ax.twinx()
+    twin.plot(steps, [r[overlap_key] for r in probes], marker="s", color="tab:purple",
+              label=overlap_key.replace("vocab_", "").replace("_", " "))
+    twin.set_ylabel(overlap_key.replace("vocab_", "").replace("_", " "), color="tab:purple")
+    ax.set_title("vocabulary space")
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    ax.plot(steps, [r["retrieval_ndcg@10"] for r in probes], marker="o", color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("held-out retrieval nDCG@10")
+    ax.set_title("representation space")
+    ax.grid(alpha=0.3)
+    for axis in axes:  # stage boundaries
+        for r0, r1 in zip(probes, probes[1:]):
+            if r0.get("stage") and r1.get("stage") and r0["stage"] != r1["stage"]:
+                axis.axvline(r0["global_step"], color="grey", ls="--", lw=0.8)
+    fig.suptitle(f"co-optimisation of the two spaces ({run_dir.name})")
+    fig.tight_layout()
+    out = run_dir / "coopt.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out

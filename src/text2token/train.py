@@ -29,7 +29,7 @@ from .config import Config, load_config, save_config
 from .data import heldout_set, load_corpus
 from .encoder import Encoder, EncoderSettings, check_texts
 from .errors import Text2TokenError
-from .evaluate import heldout_score
+from .evaluate import heldout_score, retrieval_scores
 from .files import atomic_write
 from .losses import mntp_loss, simcse_loss, token_kl
 from .targets.data_driven import DataDrivenTargets
@@ -222,6 +222,41 @@ class Targets:
         return store
 
 
+# ------------------------------------------------------------------------------------------- probe
+class CoOptimisationProbe:
+    """Measures the vocabulary space and the representation space together on held-out (dev) articles.
+
+    - vocabulary space: KL(data-driven target || LM head of the embedding) of the held-out passages, and the
+      overlap of the embedding's top-k decoded tokens with the target's top-k tokens (k = ``top_k``);
+    - representation space: description -> passage retrieval nDCG@10 among the same passages.
+    """
+
+    def __init__(self, targets: "Targets", heldout, batch_size: int, top_k: int = 10):
+        self.heldout, self.batch_size, self.top_k = heldout, batch_size, top_k
+        ids, weights = targets.data.transform(heldout.documents)
+        keep = weights.sum(1) > 0
+        self.ids, self.weights, self.keep = torch.from_numpy(ids), torch.from_numpy(weights), keep
+
+    @torch.no_grad()
+    def __call__(self, encoder: Encoder) -> dict:
+        was_training = encoder.model.training
+        q = encoder.encode(self.heldout.queries, batch_size=self.batch_size, show_progress_bar=False)
+        d = encoder.encode(self.heldout.documents, batch_size=self.batch_size, show_progress_bar=False)
+        if was_training:
+            encoder.model.train()
+        logits = encoder.token_logits(torch.from_numpy(d).to(encoder.device)).cpu()
+        kl = float(token_kl(logits, self.ids, self.weights))
+        k = self.top_k
+        predicted = logits.topk(k, dim=-1).indices
+        target = self.weights.topk(min(k, self.weights.shape[1]), dim=-1)
+        overlaps = []
+        for row in np.nonzero(self.keep)[0]:
+            wanted = set(self.ids[row][target.indices[row]][target.values[row] > 0].tolist())
+            overlaps.append(len(wanted & set(predicted[row].tolist())) / max(1, len(wanted)))
+        ndcg = retrieval_scores(q, d)["ndcg@10"]
+        return {"vocab_kl": kl, f"vocab_top{k}_overlap": float(np.mean(overlaps)), "retrieval_ndcg@10": ndcg}
+
+
 # ------------------------------------------------------------------------------------------- train
 def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = False,
           stop_after_steps: int | None = None, show_progress: bool = True,
@@ -278,6 +313,13 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
         before = heldout_score(encoder, heldout, cfg.eval.batch_size, show_progress_bar=show_progress)
         before_file.write_text(json.dumps(before, indent=2))
         metrics.write(event="eval", when="before", **before)
+
+    probe = None
+    if cfg.eval.every:
+        probe_set = heldout_set(cfg.data, cfg.eval.probe_articles, seed=cfg.data.seed + 1)
+        probe = CoOptimisationProbe(targets, probe_set, cfg.eval.batch_size)
+        if state is None:
+            metrics.write(event="probe", global_step=0, **probe(encoder))
 
     peft_model = setup_trainable(encoder, cfg)
     if state is not None:
@@ -353,6 +395,8 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
             if (step + 1) % t.log_every == 0 or step + 1 == stage.steps or step == start:
                 record["seconds"] = round(time.perf_counter() - tic, 3)
                 metrics.write(event="train", **record)
+            if probe is not None and global_step % cfg.eval.every == 0:
+                metrics.write(event="probe", stage=stage.name, global_step=global_step, **probe(encoder))
             done = step + 1 == stage.steps
             if (step + 1) % t.checkpoint_every == 0 or done or (stop_after_steps and global_step >= stop_after_steps):
                 save_checkpoint(run_dir, encoder.model, optimizer, scheduler, i, step + 1)
@@ -376,9 +420,10 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
         (run_dir / "eval.json").write_text(json.dumps({"before": before, "after": after,
                                                        "heldout_articles": len(heldout.queries)}, indent=2))
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)  # the run is complete; final/ holds the result
-    from .plots import plot_run
+    from .plots import plot_coopt, plot_run
 
     plot_run(run_dir)
+    plot_coopt(run_dir)
     log.info("saved encoder to %s", final)
     return run_dir
 
