@@ -92,7 +92,7 @@ def test_run_suite_with_sparse_and_scorer_models(test_suite):
 
 def test_reranking_ranks_only_its_candidates():
     task = Task("r", "reranking", "map", "", ["q", "d0", "d1", "d2"], queries=[0], documents=[1, 2, 3],
-                candidates=[[1, 2]])
+                candidates=[[0, 1]])
     vectors = np.array([[1.0, 0], [0.9, 0.1], [0.0, 1.0], [1.0, 0.0]])  # d2 is closest but not a candidate
     assert task.evaluate(vectors)["map"] == 1.0
 

