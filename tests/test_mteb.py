@@ -220,3 +220,15 @@ def test_empty_texts_in_mteb_data_are_encoded_not_refused(tiny_encoder):
     vectors = model.encode(batches, task_metadata=classification_task().metadata, hf_split="test",
                            hf_subset="default")
     assert vectors.shape == (3, 32) and vectors.dtype == "float32"
+
+
+def test_run_mteb_on_a_saved_model(tiny_encoder, tmp_path):
+    from text2token.mteb_model import run_mteb
+
+    tiny_encoder.save(tmp_path / "runs" / "tiny" / "final")
+    rows = run_mteb(tmp_path / "runs" / "tiny" / "final", [classification_task(), retrieval_task()],
+                    tmp_path / "results", batch_size=8)
+    assert [(r["task"], r["type"], r["metric"]) for r in rows] == [
+        ("LocalTopics", "Classification", "accuracy"), ("LocalFacts", "Retrieval", "ndcg_at_10")]
+    assert all(0.0 <= r["score"] <= 1.0 for r in rows)
+    assert len(list((tmp_path / "results").rglob("text2token__tiny/*/LocalFacts.json"))) == 1
