@@ -201,6 +201,10 @@ def test_cli_unknown_task_is_one_line_error(monkeypatch, capsys, tiny_encoder, t
     assert_one_line_error(code, err, "either --tasks or --benchmark")
     code, _, err = run_cli(monkeypatch, capsys, "mteb", "--model", model_dir, "--benchmark", "MTEB(nowhere)")
     assert_one_line_error(code, err, "unknown MTEB benchmark")
+    (tmp_path / "prompts.json").write_text('{"query": "no placeholder"}')
+    code, _, err = run_cli(monkeypatch, capsys, "mteb", "--model", model_dir, "--tasks", "SciFact",
+                           "--prompts", tmp_path / "prompts.json")
+    assert_one_line_error(code, err, "'query' must be a string containing")
     assert not (tmp_path / "out").exists()
 
 
