@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import Text2TokenError
@@ -301,6 +302,49 @@ def compare(
     out.print(table)
     out.print(f"wrote {md} and {png}")
 
+@app.command("mteb")
+def mteb_cmd(
+    model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", "-t", help="Comma-separated MTEB task names."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", "-b", help='An MTEB benchmark, e.g. "MTEB(eng, v2)".'),
+    output: Path = typer.Option(Path("mteb-results"), "--output", "-o",
+                                help="Results folder (mteb's cache layout; finished tasks are not rerun)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in the results (default: text2token/<run>)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="JSON file {prompt key: template with {text}}."),
+    languages: str = typer.Option("eng", "--languages", help="--tasks: ISO 639-3 codes to keep, or 'all'."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rerun tasks already in --output."),
+):
+    """Evaluate an encoder on MTEB v2 tasks or a benchmark (downloads the datasets; needs internet)."""
+    try:
+        from . import mteb_model
+    except ImportError as e:
+        raise Text2TokenError(f"mteb is not installed ({e.name or e}): pip install 'text2token[mteb]'") from None
+
+    prompt_map = None
+    if prompts is not None:
+        try:
+            prompt_map = json.loads(prompts.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise Text2TokenError(f"--prompts {prompts}: not valid JSON ({e})") from None
+        if not isinstance(prompt_map, dict):
+            raise Text2TokenError(f"--prompts {prompts}: expected a JSON object of prompt templates")
+        mteb_model.check_prompts(prompt_map)
+    task_list = mteb_model.resolve_tasks(tasks.split(",") if tasks else None, benchmark,
+                                         None if languages == "all" else languages.split(","))
+    rows = mteb_model.run_mteb(model, task_list, output, name=name, batch_size=batch_size, prompts=prompt_map,
+                               overwrite=overwrite)
+    table = Table(title=f"MTEB: {benchmark or tasks}")
+    for column, justify in (("task", "left"), ("type", "left"), ("metric", "left"), ("score", "right")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(row["task"], row["type"], row["metric"], f"{row['score']:.4f}")
+    out.print(table)
+    out.print(f"results in [bold]{output}[/bold]")
+    failed = [row["task"] for row in rows if "error" in row]
+    if failed:
+        raise Text2TokenError(f"{len(failed)} task(s) failed: {', '.join(failed)} (see the log above)")
+
 
 def main() -> None:
     try:
@@ -308,7 +352,7 @@ def main() -> None:
     except Text2TokenError as e:
         if _state["debug"]:
             raise
-        console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")
