@@ -236,3 +236,20 @@ def test_run_mteb_on_a_saved_model(tiny_encoder, tmp_path):
         ("LocalTopics", "Classification", "accuracy"), ("LocalFacts", "Retrieval", "ndcg_at_10")]
     assert all(0.0 <= r["score"] <= 1.0 for r in rows)
     assert len(list((tmp_path / "results").rglob("text2token__tiny/*/LocalFacts.json"))) == 1
+
+
+def test_offline_suite_tasks_run_in_mteb_with_the_same_scores(tiny_encoder):
+    """Tasks of the offline suite as local MTEB tasks: mteb.evaluate's nDCG@10 equals the suite's own."""
+    from text2token.suite import load_suite, run_suite, to_mteb_task
+
+    suite = {t.name: t for t in load_suite("dev", ["wordnet-definition-retrieval", "polarity-classification"])}
+    retrieval = suite["wordnet-definition-retrieval"]
+    tasks = [to_mteb_task(retrieval), to_mteb_task(suite["polarity-classification"])]
+    results = {r.task_name: r.scores["test"][0] for r in evaluate(to_mteb(tiny_encoder), tasks).task_results}
+    assert set(results) == {"wordnet-definition-retrieval", "polarity-classification"}
+    ours = run_suite(tiny_encoder, [retrieval], "tiny", "dev", show_progress_bar=False)
+    assert results["wordnet-definition-retrieval"]["ndcg_at_10"] == pytest.approx(
+        ours["tasks"]["wordnet-definition-retrieval"]["ndcg@10"], abs=2e-3)
+    assert 0.0 <= results["polarity-classification"]["accuracy"] <= 1.0
+    with pytest.raises(Text2TokenError, match="no local MTEB version"):
+        to_mteb_task(load_suite("dev", ["wordnet-lexname-clustering"])[0])

@@ -302,6 +302,7 @@ def compare(
     out.print(table)
     out.print(f"wrote {md} and {png}")
 
+
 @app.command("mteb")
 def mteb_cmd(
     model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),

@@ -341,3 +341,27 @@ def summarize(results: dict) -> dict:
     type_avg = {k: float(np.mean(v)) for k, v in sorted(by_type.items())}
     return {"average": float(np.mean([r["main_score"] for r in results.values()])),
             "average_by_type": float(np.mean(list(type_avg.values()))), "type_averages": type_avg}
+
+
+def to_mteb_task(task: Task, seed: int = 0):
+    """The same task as a local MTEB v2 task (``mteb.evaluate(to_mteb(encoder), [to_mteb_task(t)])``).
+
+    Retrieval maps one to one (MTEB's nDCG@10 equals the suite's; tested). Classification becomes MTEB's
+    train/test protocol on a stratified half/half split of the suite's texts (the suite itself averages 5 folds).
+    Other task types have no local MTEB equivalent here.
+    """
+    from .mteb_model import local_classification_task, local_retrieval_task
+
+    if task.type == "retrieval":
+        queries = {f"q{i}": task.texts[t] for i, t in enumerate(task.queries)}
+        corpus = {f"d{i}": task.texts[t] for i, t in enumerate(task.documents)}
+        qrels = {f"q{i}": {f"d{r}": 1} for i, r in enumerate(task.relevant)}
+        return local_retrieval_task(task.name, queries, corpus, qrels, description=task.description,
+                                    k_values=(1, 10, 100))
+    if task.type == "classification":
+        from sklearn.model_selection import train_test_split
+
+        train_x, test_x, train_y, test_y = train_test_split(task.texts, task.labels, test_size=0.5,
+                                                            stratify=task.labels, random_state=seed)
+        return local_classification_task(task.name, train_x, train_y, test_x, test_y, description=task.description)
+    raise Text2TokenError(f"task {task.name}: {task.type} has no local MTEB version (retrieval and classification do)")
