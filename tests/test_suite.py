@@ -107,7 +107,7 @@ def test_eval_and_compare_cli(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "baseline:bm25", "--tasks",
                            "wiki-description-retrieval,polarity-classification", "--output", "b.json")
     assert code == 0, err
-    code, outp, err = run_cli(monkeypatch, capsys, "compare", "a.json", "b.json", "--output", "cmp/table")
+    code, _, err = run_cli(monkeypatch, capsys, "compare", "a.json", "b.json", "--output", "cmp/table")
     assert code == 0, err
     md = (tmp_path / "cmp" / "table.md").read_text()
     assert "| tfidf |" in md and "| bm25 |" in md and "—" in md  # bm25 has no polarity score

@@ -50,7 +50,7 @@ DEV_SHARE = 0.3  # share of the held-out Wikipedia articles that form the dev sp
 def _normalize(x):
     from sklearn.preprocessing import normalize
 
-    return normalize(x.astype(np.float32) if not sp.issparse(x) else x.astype(np.float32))
+    return normalize(x.astype(np.float32))
 
 
 def cosine(a, b) -> np.ndarray:
