@@ -51,7 +51,13 @@ trained abl-no-idf configs/default.yaml targets.data_driven.idf=none
 trained abl-no-stopword-filter configs/default.yaml targets.data_driven.remove_stopwords=false
 trained abl-no-fragment-filter configs/default.yaml targets.data_driven.remove_fragments=false
 
-text2token compare $RES/*.json --output $RES/comparison --title "offline suite, test split"
+main=(mean eos prompteol tfidf bm25 minilm text2token-default text2token simcse llm2vec)
+files=(); for m in "${main[@]}"; do [ -f "$RES/$m.json" ] && files+=("$RES/$m.json"); done
+text2token compare "${files[@]}" --output $RES/comparison --title "offline suite (test split): baselines vs Text2Token"
+text2token compare $RES/text2token.json $RES/abl-*.json --output $RES/ablations \
+  --title "Text2Token ablations, ${STEPS} + ${STEPS} steps each (offline suite, test split)"
+[ -f "$RUNS/cmp-text2token/coopt.png" ] && cp "$RUNS/cmp-text2token/coopt.png" "$RUNS/cmp-text2token/metrics.jsonl" "$RES/" \
+  && mv "$RES/metrics.jsonl" "$RES/coopt-metrics.jsonl"
 if ls $RES/dev/*.json >/dev/null 2>&1; then
   text2token compare $RES/dev/*.json --output $RES/dev/comparison --title "offline suite, dev split"
 fi
