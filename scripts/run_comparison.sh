@@ -43,10 +43,10 @@ trained llm2vec configs/baselines/llm2vec.yaml
 # ablations of Text2Token at the same budget: one change each from configs/default.yaml
 trained abl-data-only configs/default.yaml stages.1.targets=data stages.1.name=data-driven-2
 trained abl-model-only configs/default.yaml stages.0.targets=model stages.0.name=model-derived-1
-trained abl-mean-pooling configs/default.yaml model.pooling=mean
-trained abl-bidirectional configs/default.yaml model.attention=bidirectional
 trained abl-no-filters configs/default.yaml targets.data_driven.remove_stopwords=false \
   targets.data_driven.remove_punctuation=false targets.data_driven.remove_fragments=false
+trained abl-mean-pooling configs/default.yaml model.pooling=mean
+trained abl-bidirectional configs/default.yaml model.attention=bidirectional
 trained abl-no-idf configs/default.yaml targets.data_driven.idf=none
 trained abl-no-stopword-filter configs/default.yaml targets.data_driven.remove_stopwords=false
 trained abl-no-fragment-filter configs/default.yaml targets.data_driven.remove_fragments=false
