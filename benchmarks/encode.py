@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import load_encoder, mixed_texts, ratio, side_by_side, table, threads
 
-SIZES = {"default": {"texts": 384, "batch_size": 32, "rounds": 3},
+SIZES = {"default": {"texts": 64, "batch_size": 16, "rounds": 3},
          "quick": {"texts": 24, "batch_size": 8, "rounds": 1}}
 GOAL = 0.9
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.common import load_encoder, mixed_texts, ratio, side_by_side, table
 
-SIZES = {"default": {"texts": 256, "batch_size": 32, "rounds": 3},
+SIZES = {"default": {"texts": 64, "batch_size": 16, "rounds": 3},
          "quick": {"texts": 12, "batch_size": 4, "rounds": 1}}
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.common import load_encoder, mixed_texts, passages, ratio, side_by_side, table
 
-SIZES = {"default": {"dd_texts": 20000, "dd_rounds": 3, "md_texts": 192, "md_rounds": 3},
+SIZES = {"default": {"dd_texts": 20000, "dd_rounds": 3, "md_texts": 64, "md_rounds": 3},
          "quick": {"dd_texts": 300, "dd_rounds": 1, "md_texts": 12, "md_rounds": 1}}
 DD_GOAL = 20000
 MD_GOAL = 0.9
