@@ -46,6 +46,7 @@ def test_encode_and_train_step_ratios(quick_results):
 def test_targets_st_and_scale(quick_results):
     targets = json.loads((quick_results / "targets.json").read_text())
     assert targets["data_driven"]["fast_tokenizer_ids_identical"] is True
+    assert targets["data_driven"]["identical_to_original"] is True
     assert all(_positive(v) for v in targets["data_driven"]["texts_per_s"].values())
     assert _positive(targets["ratios"]["model_derived_vs_encode_throughput"])
     st = json.loads((quick_results / "st_encode.json").read_text())

@@ -122,28 +122,7 @@ def test_model_derived_mixes_data_driven(tiny_encoder):
     assert vf.allowed(fragments=False)[ids[1][w[1] > 0]].all(), "model-derived tokens pass the vocabulary filter"
 
 
-# --- the vectorised data-driven path equals the original implementation, kept here as the reference ---------
-def _reference_transform(dd: DataDrivenTargets, texts, tw):
-    """The data-driven transform as first written (tokenizer call, COO count matrix, dense-row multiply)."""
-    token_ids = dd.tokenizer([dd.prefix + t for t in texts], add_special_tokens=False)["input_ids"]
-    lengths = np.fromiter((len(r) for r in token_ids), dtype=np.int64, count=len(token_ids))
-    cols = np.fromiter((t for r in token_ids for t in r), dtype=np.int64, count=int(lengths.sum()))
-    rows = np.repeat(np.arange(len(token_ids)), lengths)
-    keep = cols < dd.vocab_size
-    counts = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
-                           shape=(len(token_ids), dd.vocab_size))
-    counts.sum_duplicates()
-    if dd.cfg.tf == "log":
-        counts.data = 1.0 + np.log(counts.data)
-    elif dd.cfg.tf == "binary":
-        counts.data = np.ones_like(counts.data)
-    ids, w = topk_rows(sp.csr_matrix(counts.multiply(tw[None, :])), dd.cfg.top_k)
-    if dd.cfg.power != 1.0:
-        w = w ** dd.cfg.power
-    total = w.sum(1, keepdims=True)
-    return ids, np.divide(w, total, out=np.zeros_like(w), where=total > 0).astype(np.float32)
-
-
+# --- the vectorised data-driven path equals the original implementation (benchmarks/targets.py keeps it) ------
 @pytest.mark.parametrize("cfg", [
     DataDrivenConfig(top_k=4, min_df=1, max_df=1.0),
     DataDrivenConfig(top_k=2, tf="raw", idf="bm25", power=2.0, min_df=1, max_df=0.9),
@@ -162,6 +141,8 @@ def test_data_driven_vectorised_equals_reference(tiny, cfg):
     assert np.array_equal(dd.df, reference_df)
     tw = dd.token_weights()
     ids, w = dd.transform(texts, tw)
-    ref_ids, ref_w = _reference_transform(dd, texts, tw)
+    from benchmarks.targets import original_transform
+
+    ref_ids, ref_w = original_transform(dd, texts, tw)
     assert ids.dtype == ref_ids.dtype and w.dtype == ref_w.dtype
     assert np.array_equal(ids, ref_ids) and np.array_equal(w, ref_w), "byte-identical targets"
