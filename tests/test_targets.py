@@ -129,7 +129,7 @@ def test_model_derived_mixes_data_driven(tiny_encoder):
     DataDrivenConfig(top_k=8, tf="binary", idf="none", remove_stopwords=False, remove_fragments=False, min_df=1),
 ])
 def test_data_driven_vectorised_equals_reference(tiny, cfg):
-    from tests.conftest import TINY_CORPUS
+    from conftest import TINY_CORPUS
 
     _, tok = tiny
     texts = TINY_CORPUS + ["cat cat cat dog dog zebra", "the the the", "Paris, France: 42 giraffes!",
@@ -141,6 +141,10 @@ def test_data_driven_vectorised_equals_reference(tiny, cfg):
     assert np.array_equal(dd.df, reference_df)
     tw = dd.token_weights()
     ids, w = dd.transform(texts, tw)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the benchmarks package
     from benchmarks.targets import original_transform
 
     ref_ids, ref_w = original_transform(dd, texts, tw)
