@@ -117,10 +117,11 @@ def run_child(n: int, work_dir: Path, backbone: str | None, steps: int) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
                                                          os.environ.get("PYTHONPATH", "")])}
     try:
+        start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"scale child for {n} texts failed:\n{proc.stderr[-3000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": round(time.perf_counter() - start, 1)}
     finally:
         import shutil
 
@@ -152,7 +153,7 @@ def run(cfg, size: dict, work_dir: Path | None = None) -> tuple[dict, str]:
         "goals": [
             {"name": f"peak RSS growth at {int(sizes[-1]):,} texts over the {size['baseline']:,}-text run (MB)",
              "goal": f"< {GOAL_MB}", "measured": worst, "met": worst < GOAL_MB},
-            {"name": f"target build time growth {sizes[0]} -> {sizes[-1]} texts (x, linear = "
+            {"name": f"target build time growth {int(sizes[0]):,} -> {int(sizes[-1]):,} texts (x, linear = "
                      f"{int(sizes[-1]) // int(sizes[0])})",
              "goal": f"~{int(sizes[-1]) // int(sizes[0])}",
              "measured": ratio(largest["fit_s"] + largest["store_build_s"],
