@@ -1,7 +1,10 @@
 import pytest
 
 from text2token.config import DataConfig
-from text2token.data import heldout_set, is_heldout, load_corpus, read_texts, split_passages, wiki_articles
+import numpy as np
+
+from text2token.data import (TextFile, heldout_set, is_heldout, load_corpus, read_texts, split_passages,
+                            wiki_articles)
 from text2token.errors import Text2TokenError
 
 
@@ -33,9 +36,10 @@ def test_read_txt_and_jsonl(tmp_path):
 def test_bad_lines_name_the_line(tmp_path, name, content, problem):
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(Text2TokenError) as err:
-        read_texts(path)
-    assert problem in str(err.value)
+    for reader in (read_texts, TextFile):
+        with pytest.raises(Text2TokenError) as err:
+            reader(path)
+        assert problem in str(err.value)
 
 
 def test_skip_bad_lines(tmp_path):
@@ -66,3 +70,38 @@ def test_max_texts_is_seeded_subsample():
     b = load_corpus(DataConfig(max_texts=50, seed=1))
     c = load_corpus(DataConfig(max_texts=50, seed=2))
     assert a == b and a != c and len(a) == 50
+
+
+@pytest.mark.parametrize("name, content", [
+    ("c.txt", "first text\nsecond, with ünïcode ✓\n\nthird\r\n  fourth  \nlast without newline"),
+    ("c.jsonl", '{"text": "hello there"}\nnot json\n{"text": "gen\\u00e9ral kenobi", "id": 2}\n{"text": "a\\nb"}\n'),
+])
+def test_text_file_equals_the_list(tmp_path, name, content):
+    """The lazily read corpus gives the same texts as read_texts, by index, slice, iteration and subset."""
+    from text2token.encoder import check_texts
+    from text2token.targets.store import texts_fingerprint
+
+    path = tmp_path / name
+    path.write_bytes(content.encode())
+    listed = read_texts(path, skip_bad_lines=True)
+    lazy = TextFile(path, skip_bad_lines=True)
+    assert len(lazy) == len(listed) and list(lazy) == listed
+    assert [lazy[i] for i in range(len(lazy))] == listed and lazy[-1] == listed[-1]
+    assert lazy[1:3] == listed[1:3] and lazy[np.int64(0)] == listed[0]
+    assert texts_fingerprint(lazy) == texts_fingerprint(listed), "byte-identical fingerprint"
+    assert check_texts(lazy) is lazy, "already checked: passed through, not copied into a list"
+    pick = np.array([2, 0]) if len(listed) > 2 else np.array([1, 0])
+    assert list(lazy.subset(pick)) == [listed[i] for i in pick]
+    with pytest.raises(IndexError):
+        lazy[len(lazy)]
+
+
+def test_load_corpus_of_a_file_is_lazy_and_subsamples_like_a_list(tmp_path):
+    path = tmp_path / "big.txt"
+    texts = [f"text number {i} about {'cats' if i % 2 else 'dogs'}" for i in range(200)]
+    path.write_text("\n".join(texts) + "\n")
+    full = load_corpus(DataConfig(corpus=str(path)))
+    assert isinstance(full, TextFile) and list(full) == texts
+    sub = load_corpus(DataConfig(corpus=str(path), max_texts=30, seed=3))
+    keep = np.sort(np.random.default_rng(3).choice(200, 30, replace=False))
+    assert isinstance(sub, TextFile) and list(sub) == [texts[i] for i in keep]

@@ -73,3 +73,35 @@ def test_corrupted_shard_detected(tmp_path):
     calls = []
     store, _ = _build(tmp_path / "s", "fp2", index, calls)  # rebuilding replaces it
     assert len(store) == 20
+
+
+def test_lazy_reads_equal_the_shards_in_memory(tmp_path):
+    """``get`` reads rows from the shard files; it equals the shards loaded whole (safetensors load_file)."""
+    from safetensors.numpy import load_file
+
+    index = np.arange(0, 100, 2)
+    store, _ = _build(tmp_path / "s", "fp", index)
+    shards = [load_file(str(tmp_path / "s" / s["file"])) for s in store.manifest["shards"]]
+    all_index = np.concatenate([s["text_index"] for s in shards])
+    all_ids = np.concatenate([s["ids"] for s in shards])
+    all_w = np.concatenate([s["weights"] for s in shards])
+    assert np.array_equal(store.text_index, all_index)
+    assert np.array_equal(store.ids, all_ids) and np.array_equal(store.weights, all_w)
+    rng = np.random.default_rng(0)
+    for ask in (index[::-1], rng.choice(index, 16), rng.choice(index, 5), index[10:17], np.array([98, 0, 98])):
+        pos = np.searchsorted(all_index, ask)
+        ids, w = store.get(ask)
+        assert ids.dtype == np.int32 and w.dtype == np.float32
+        assert np.array_equal(ids, all_ids[pos]) and np.array_equal(w, all_w[pos])
+    assert store.count_empty() == 0
+
+
+def test_count_empty(tmp_path):
+    def transform(texts):
+        w = np.array([[0.0, 0.0] if "empty" in t else [0.5, 0.5] for t in texts], dtype=np.float32)
+        return np.zeros((len(texts), 2), dtype=np.int32), w
+
+    texts = ["empty" if i % 4 == 0 else "full" for i in range(30)]
+    store = TargetStore.build(tmp_path / "s", "fp", np.arange(30), lambda i, j: texts[i:j], transform, width=2,
+                              shard_size=7, show_progress=False)
+    assert store.count_empty() == 8

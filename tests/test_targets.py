@@ -120,3 +120,33 @@ def test_model_derived_mixes_data_driven(tiny_encoder):
         if p > 0:
             assert got[t] >= 0.25 * p - 1e-6
     assert vf.allowed(fragments=False)[ids[1][w[1] > 0]].all(), "model-derived tokens pass the vocabulary filter"
+
+
+# --- the vectorised data-driven path equals the original implementation (benchmarks/targets.py keeps it) ------
+@pytest.mark.parametrize("cfg", [
+    DataDrivenConfig(top_k=4, min_df=1, max_df=1.0),
+    DataDrivenConfig(top_k=2, tf="raw", idf="bm25", power=2.0, min_df=1, max_df=0.9),
+    DataDrivenConfig(top_k=8, tf="binary", idf="none", remove_stopwords=False, remove_fragments=False, min_df=1),
+])
+def test_data_driven_vectorised_equals_reference(tiny, cfg):
+    from conftest import TINY_CORPUS
+
+    _, tok = tiny
+    texts = TINY_CORPUS + ["cat cat cat dog dog zebra", "the the the", "Paris, France: 42 giraffes!",
+                           "photosynthesis photosynthesis energy light", "x"]
+    dd = DataDrivenTargets(tok, len(tok), cfg).fit(iter([texts[:6], texts[6:]]))
+    reference_df = np.bincount(
+        np.concatenate([np.unique(r) for r in tok([dd.prefix + t for t in texts], add_special_tokens=False)
+                        ["input_ids"]]), minlength=len(tok))
+    assert np.array_equal(dd.df, reference_df)
+    tw = dd.token_weights()
+    ids, w = dd.transform(texts, tw)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the benchmarks package
+    from benchmarks.targets import original_transform
+
+    ref_ids, ref_w = original_transform(dd, texts, tw)
+    assert ids.dtype == ref_ids.dtype and w.dtype == ref_w.dtype
+    assert np.array_equal(ids, ref_ids) and np.array_equal(w, ref_w), "byte-identical targets"

@@ -6,7 +6,10 @@ import hashlib
 import importlib.util
 import json
 import logging
+import operator
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +83,47 @@ def wiki_passages(max_words: int, heldout_fraction: float) -> list[str]:
             for p in split_passages(a["extract"], max_words)]
 
 
+def _parse_line(raw: bytes, jsonl: bool) -> tuple[str | None, str | None]:
+    """One raw line (newline included or not) -> (text, None) or (None, problem)."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    if "\x00" in line:
+        return None, "contains a NUL byte"
+    text = line
+    if jsonl:
+        if not line.strip():
+            return None, "empty line"
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return None, "not valid JSON"
+        if not isinstance(obj, dict) or "text" not in obj:
+            return None, 'has no "text" field'
+        if not isinstance(obj["text"], str):
+            return None, '"text" is not a string'
+        text = obj["text"]
+    if not text.strip():
+        return None, "empty or whitespace-only text"
+    return text, None
+
+
+def _check_text_file(path: Path) -> bool:
+    """Whether ``path`` is JSON lines; refuses a missing file or another suffix."""
+    if not path.is_file():
+        raise Text2TokenError(f"input file not found: {path}")
+    jsonl = path.suffix.lower() == ".jsonl"
+    if not jsonl and path.suffix.lower() not in (".txt", ".text", ""):
+        raise Text2TokenError(f"{path}: expected a .txt (one text per line) or .jsonl file")
+    return jsonl
+
+
+def _bad_line(path: Path, lineno: int, problem: str, skip_bad_lines: bool) -> None:
+    if not skip_bad_lines:
+        raise Text2TokenError(f"{path}:{lineno}: {problem} (use --skip-bad-lines to skip such lines)")
+
+
 def read_texts(path: str | Path, skip_bad_lines: bool = False) -> list[str]:
     """Texts from a .txt file (one per line) or a .jsonl file (a "text" field per line).
 
@@ -87,43 +131,13 @@ def read_texts(path: str | Path, skip_bad_lines: bool = False) -> list[str]:
     the file and line number, or is skipped with a count when ``skip_bad_lines``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise Text2TokenError(f"input file not found: {path}")
-    jsonl = path.suffix.lower() == ".jsonl"
-    if not jsonl and path.suffix.lower() not in (".txt", ".text", ""):
-        raise Text2TokenError(f"{path}: expected a .txt (one text per line) or .jsonl file")
+    jsonl = _check_text_file(path)
     texts, skipped = [], 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            problem, text = None, None
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                line, problem = "", "not valid UTF-8"
-            if problem is None and "\x00" in line:
-                problem = "contains a NUL byte"
-            if problem is None and jsonl:
-                if not line.strip():
-                    problem = "empty line"
-                else:
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        obj, problem = None, "not valid JSON"
-                    if problem is None:
-                        if not isinstance(obj, dict) or "text" not in obj:
-                            problem = 'has no "text" field'
-                        elif not isinstance(obj["text"], str):
-                            problem = '"text" is not a string'
-                        else:
-                            text = obj["text"]
-            elif problem is None:
-                text = line
-            if problem is None and not text.strip():
-                problem = "empty or whitespace-only text"
+            text, problem = _parse_line(raw, jsonl)
             if problem is not None:
-                if not skip_bad_lines:
-                    raise Text2TokenError(f"{path}:{lineno}: {problem} (use --skip-bad-lines to skip such lines)")
+                _bad_line(path, lineno, problem, skip_bad_lines)
                 skipped += 1
                 continue
             texts.append(text)
@@ -134,16 +148,89 @@ def read_texts(path: str | Path, skip_bad_lines: bool = False) -> list[str]:
     return texts
 
 
-def load_corpus(cfg: DataConfig) -> list[str]:
-    """The training texts named by ``cfg.corpus``, optionally subsampled to ``max_texts`` (seeded)."""
+class TextFile(Sequence):
+    """The texts of a .txt / .jsonl file, read on demand: a list of strings that is not held in memory.
+
+    Opening scans the file once, checks every line as :func:`read_texts` does (same errors, same skipping) and
+    keeps where each good line starts and how long it is (12 bytes a text); ``texts[i]`` reads line ``i``
+    (``os.pread``), ``texts[i:j]`` gives a list. ``texts[i]`` equals ``read_texts(path)[i]``.
+    """
+
+    def __init__(self, path: str | Path, skip_bad_lines: bool = False):
+        self.path = Path(path)
+        self.jsonl = _check_text_file(self.path)
+        starts, lengths, skipped, pos = [], [], 0, 0
+        with open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                _, problem = _parse_line(raw, self.jsonl)
+                if problem is not None:
+                    _bad_line(self.path, lineno, problem, skip_bad_lines)
+                    skipped += 1
+                else:
+                    starts.append(pos)
+                    lengths.append(len(raw))
+                pos += len(raw)
+        if skipped:
+            log.warning("%s: skipped %d bad line(s)", self.path, skipped)
+        if not starts:
+            raise Text2TokenError(f"{self.path}: no texts (the file is empty)")
+        self.starts = np.array(starts, dtype=np.uint64)
+        self.lengths = np.array(lengths, dtype=np.uint32)
+
+    def subset(self, indices) -> "TextFile":
+        """The texts at ``indices``, in that order (no copy of any text)."""
+        out = object.__new__(TextFile)
+        out.path, out.jsonl = self.path, self.jsonl
+        indices = np.asarray(indices, dtype=np.int64)
+        out.starts, out.lengths = self.starts[indices], self.lengths[indices]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _read(self, fd: int, i: int) -> str:
+        text, problem = _parse_line(os.pread(fd, int(self.lengths[i]), int(self.starts[i])), self.jsonl)
+        if problem is not None:
+            raise Text2TokenError(f"{self.path} changed since it was opened ({problem})")
+        return text
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self.take(range(*key.indices(len(self))))
+        i = operator.index(key)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"text index {key} out of range ({len(self)} texts)")
+        return self.take([i])[0]
+
+    def take(self, indices) -> list[str]:
+        """The texts at ``indices`` as a list (one open file for all)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return [self._read(fd, int(i)) for i in indices]
+        finally:
+            os.close(fd)
+
+    def __iter__(self):
+        for start in range(0, len(self), 4096):
+            yield from self.take(range(start, min(start + 4096, len(self))))
+
+
+def load_corpus(cfg: DataConfig) -> list[str] | TextFile:
+    """The training texts named by ``cfg.corpus``, optionally subsampled to ``max_texts`` (seeded).
+
+    A file corpus is a :class:`TextFile` (read on demand, so millions of texts cost a few MB); the built-in
+    Wikipedia corpus is a list.
+    """
     if cfg.corpus == "wiki":
         texts = wiki_passages(cfg.passage_words, cfg.heldout_fraction)
     else:
-        texts = read_texts(cfg.corpus, skip_bad_lines=cfg.skip_bad_lines)
+        texts = TextFile(cfg.corpus, skip_bad_lines=cfg.skip_bad_lines)
     if cfg.max_texts is not None and cfg.max_texts < len(texts):
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(texts), cfg.max_texts, replace=False))
-        texts = [texts[i] for i in keep]
-    if not texts:
+        texts = texts.subset(keep) if isinstance(texts, TextFile) else [texts[i] for i in keep]
+    if not len(texts):
         raise Text2TokenError(f"corpus {cfg.corpus!r} is empty")
     return texts
 

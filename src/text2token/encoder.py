@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .attention import attention_mode, set_attention
 from .backbone import load_backbone
+from .data import TextFile
 from .errors import Text2TokenError
 from .files import atomic_dir
 from .pooling import POOLINGS, pool
@@ -44,6 +45,8 @@ class EncoderSettings:
 def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
     if isinstance(texts, str):
         raise Text2TokenError("expected a list of texts, got a single string (wrap it in a list)")
+    if isinstance(texts, TextFile):  # every line was checked when the file was opened; kept on disk
+        return texts
     out = list(texts)
     for i, t in enumerate(out):
         if not isinstance(t, str):

@@ -215,7 +215,7 @@ class Targets:
             directory, fp, text_index, lambda i, j: [texts[k] for k in text_index[i:j]], transform, width,
             shard_size=shard_size, info={"stage": stage.name, "kind": stage.targets},
             desc=f"targets {stage.name}", show_progress=self.show_progress)
-        empty = int((store.weights.sum(1) == 0).sum())
+        empty = store.count_empty()
         if empty:
             log.warning("stage %s: %d of %d texts have no target tokens left after filtering; they are skipped",
                         stage.name, empty, len(store))

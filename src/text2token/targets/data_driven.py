@@ -14,6 +14,7 @@ N and df are counted over the training corpus (a first streaming pass).
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -24,18 +25,38 @@ from .vocab import VocabFilter, word_start_prefix
 
 
 def _token_ids(tokenizer, texts: Sequence[str], prefix: str) -> list[list[int]]:
-    return tokenizer([prefix + t for t in texts], add_special_tokens=False)["input_ids"]
+    """Token ids of ``prefix + text`` per text, no special tokens.
+
+    A fast tokenizer's backend is called directly (``encode_batch_fast``: no offsets, no Python per-text
+    wrapper), which gives the same ids as ``tokenizer(texts)`` at about twice the speed; anything else, or a
+    backend with truncation/padding switched on, goes through the tokenizer's own call.
+    """
+    texts = [prefix + t for t in texts] if prefix else list(texts)
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    fast = getattr(backend, "encode_batch_fast", None)
+    if fast is not None and backend.truncation is None and backend.padding is None:
+        return [e.ids for e in fast(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def count_matrix(token_ids: list[list[int]], vocab_size: int) -> sp.csr_matrix:
-    """Token counts per text as a CSR matrix [n_texts, V] (duplicates summed by scipy)."""
-    lengths = np.fromiter((len(r) for r in token_ids), dtype=np.int64, count=len(token_ids))
-    cols = np.fromiter((t for r in token_ids for t in r), dtype=np.int64, count=int(lengths.sum()))
-    rows = np.repeat(np.arange(len(token_ids)), lengths)
-    keep = cols < vocab_size
-    m = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
-                      shape=(len(token_ids), vocab_size))
-    m.sum_duplicates()
+def count_matrix(token_ids: list[list[int]], vocab_size: int, keep: np.ndarray | None = None) -> sp.csr_matrix:
+    """Token counts per text as a CSR matrix [n_texts, V] with sorted column indices.
+
+    ``keep`` (bool [V]) drops the other tokens before counting. Vectorised: the ids are flattened in C
+    (``itertools.chain``), and each (text, token) pair is counted by one ``np.unique`` over ``row * V + id``.
+    """
+    n = len(token_ids)
+    lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=n)
+    cols = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    ok = (cols >= 0) & (cols < vocab_size)
+    if keep is not None:
+        ok[ok] = keep[cols[ok]]
+    pairs, counts = np.unique(rows[ok] * vocab_size + cols[ok], return_counts=True)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pairs // vocab_size, minlength=n), out=indptr[1:])
+    m = sp.csr_matrix((counts.astype(np.float32), (pairs % vocab_size), indptr), shape=(n, vocab_size))
+    m.has_sorted_indices = True
     return m
 
 
@@ -98,12 +119,14 @@ class DataDrivenTargets:
     def transform(self, texts: Sequence[str], token_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         c = self.cfg
         tw = self.token_weights() if token_weights is None else token_weights
-        counts = count_matrix(_token_ids(self.tokenizer, texts, self.prefix), self.vocab_size)
+        # tokens that can never be a target (weight 0) are dropped before counting: the same top-k, less work
+        counts = count_matrix(_token_ids(self.tokenizer, texts, self.prefix), self.vocab_size, keep=tw != 0)
+        tf = counts.data
         if c.tf == "log":
-            counts.data = 1.0 + np.log(counts.data)
+            tf = 1.0 + np.log(tf)
         elif c.tf == "binary":
-            counts.data = np.ones_like(counts.data)
-        weighted = sp.csr_matrix(counts.multiply(tw[None, :]))
+            tf = np.ones_like(tf)
+        weighted = sp.csr_matrix((tf * tw[counts.indices], counts.indices, counts.indptr), shape=counts.shape)
         ids, w = topk_rows(weighted, c.top_k)
         if c.power != 1.0:
             w = w ** c.power

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import struct
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from safetensors.numpy import load_file, save
+from safetensors.numpy import save
 from tqdm.auto import tqdm
 
 from ..errors import Text2TokenError
@@ -58,28 +60,93 @@ def _write_manifest(directory: Path, manifest: dict) -> None:
     atomic_write(directory / MANIFEST, lambda f: f.write(data))
 
 
+def _tensor_layout(path: Path) -> dict[str, tuple[np.dtype, tuple[int, ...], int]]:
+    """name -> (dtype, shape, absolute byte offset) of each tensor in a safetensors file (reads the header only)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        out[name] = (np.dtype(_DTYPES[meta["dtype"]]), tuple(meta["shape"]), 8 + n + meta["data_offsets"][0])
+    return out
+
+
+_DTYPES = {"I64": "<i8", "I32": "<i4", "F32": "<f4"}
+
+
 class TargetStore:
-    """Read access to a complete store: ``get(text_indices) -> (ids, weights)``."""
+    """Read access to a complete store: ``get(text_indices) -> (ids, weights)``.
+
+    Only the text indices (8 bytes a text) are held in memory; ``get`` reads the asked rows from their shards
+    (``os.pread``), so a store of millions of texts costs a few MB of RAM. Every shard's sha256 is checked
+    when the store is opened (``verify``), as before.
+    """
 
     def __init__(self, directory: Path, manifest: dict, verify: bool = True):
         self.directory = Path(directory)
         self.manifest = manifest
         self.width = manifest["width"]
-        index, ids, weights = [], [], []
+        index, self._shards = [], []
         for shard in manifest["shards"]:
             path = self.directory / shard["file"]
             if verify and (not path.is_file() or _sha256_file(path) != shard["sha256"]):
                 raise Text2TokenError(f"target shard {path} is missing or corrupted (checksum mismatch); "
                                       f"delete {self.directory} to rebuild it")
-            data = load_file(str(path))
-            index.append(data["text_index"])
-            ids.append(data["ids"])
-            weights.append(data["weights"])
+            layout = _tensor_layout(path)
+            dtype, shape, offset = layout["text_index"]
+            with open(path, "rb") as f:
+                f.seek(offset)
+                index.append(np.fromfile(f, dtype=dtype, count=shape[0]).astype(np.int64))
+            self._shards.append((path, layout))
         self.text_index = np.concatenate(index) if index else np.zeros(0, dtype=np.int64)
-        self.ids = np.concatenate(ids) if ids else np.zeros((0, self.width), dtype=np.int32)
-        self.weights = np.concatenate(weights) if weights else np.zeros((0, self.width), dtype=np.float32)
+        self._starts = np.cumsum([0] + [len(i) for i in index])
         if len(self.text_index) and np.any(np.diff(self.text_index) <= 0):
             raise Text2TokenError(f"target store {self.directory}: text indices are not increasing")
+
+    def _read(self, name: str, pos: np.ndarray) -> np.ndarray:
+        """Rows ``pos`` (store positions) of tensor ``name``, read from their shards."""
+        dtype = np.int32 if name == "ids" else np.float32
+        out = np.zeros((len(pos), self.width), dtype=dtype)
+        shard_of = np.searchsorted(self._starts, pos, side="right") - 1
+        for s in np.unique(shard_of):
+            path, layout = self._shards[s]
+            file_dtype, shape, offset = layout[name]
+            row_bytes = file_dtype.itemsize * self.width
+            which = np.flatnonzero(shard_of == s)
+            local = pos[which] - self._starts[s]
+            lo, hi = int(local.min()), int(local.max()) + 1
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if hi - lo <= 4 * len(local) + 64:  # dense request (a whole shard, a sorted run): one read
+                    block = np.frombuffer(os.pread(fd, (hi - lo) * row_bytes, offset + lo * row_bytes),
+                                          dtype=file_dtype).reshape(hi - lo, self.width)
+                    out[which] = block[local - lo]
+                else:  # a few scattered rows (a training batch): one read each
+                    buf = b"".join(os.pread(fd, row_bytes, offset + int(r) * row_bytes) for r in local)
+                    out[which] = np.frombuffer(buf, dtype=file_dtype).reshape(len(which), self.width)
+            finally:
+                os.close(fd)
+        return out
+
+    @property
+    def ids(self) -> np.ndarray:
+        """All target ids [rows, width], read into memory (for small stores and tests; training uses ``get``)."""
+        return self._read("ids", np.arange(len(self)))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """All target weights [rows, width], read into memory (see ``ids``)."""
+        return self._read("weights", np.arange(len(self)))
+
+    def count_empty(self) -> int:
+        """How many texts have no target token (all weights 0), read shard by shard."""
+        empty = 0
+        for s in range(len(self._shards)):
+            rows = np.arange(self._starts[s], self._starts[s + 1])
+            empty += int((self._read("weights", rows).sum(1) == 0).sum())
+        return empty
 
     @property
     def fingerprint(self) -> str:
@@ -98,7 +165,7 @@ class TargetStore:
 
     def get(self, text_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pos = self.rows(text_indices)
-        return self.ids[pos], self.weights[pos]
+        return self._read("ids", pos), self._read("weights", pos)
 
     @classmethod
     def open(cls, directory: Path, fingerprint: str | None = None) -> "TargetStore | None":

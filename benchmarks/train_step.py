@@ -1,0 +1,142 @@
+"""One Text2Token training step vs a plain forward + backward + step of the same backbone, side by side.
+
+    python -m benchmarks --only train_step
+
+Both sides train what ``train.py`` trains by default (``setup_trainable``: the top 8 layers and the final
+norm; the frozen bottom builds no graph) with AdamW and gradient clipping, on the same batches of 16 passages:
+
+- ``text2token``: the training loop's step: targets from a ``TargetStore`` (``get``), ``Encoder.tokenize``,
+  ``Encoder.forward`` (pooled), ``Encoder.token_logits`` (LM head), ``token_kl``, backward, clip, AdamW step.
+- ``plain``: ``encoder.base(**batch)`` on the same batch tokenised beforehand, a mean-pooled dummy loss
+  (``pooled.pow(2).mean()``), backward, clip, AdamW step: every extra of Text2Token (store read, tokenising,
+  LM head, KL) is charged to the Text2Token side.
+
+Levers: the sparse target gather of ``token_kl`` vs a dense full-vocabulary KL (targets scattered into a [B, V]
+matrix, full log-softmax), and top-8 layers (bottom without graph) vs a full backward (all weights train).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import load_encoder, passages, ratio, side_by_side, table
+
+SIZES = {"default": {"batch_size": 16, "rounds": 3, "steps_per_round": 2, "fit_texts": 4000},
+         "quick": {"batch_size": 4, "rounds": 1, "steps_per_round": 1, "fit_texts": 200}}
+GOAL = 1.3
+
+
+def dense_kl(logits: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The same KL with a dense [B, V] target and a full log-softmax (the lever ``token_kl`` avoids)."""
+    target = torch.zeros_like(logits).scatter_add_(1, ids.long(), weights.float())
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    ent = torch.where(target > 0, target * torch.log(target.clamp_min(1e-30)), torch.zeros_like(target))
+    return (ent - target * logp).sum(1).mean()
+
+
+def run(cfg, size: dict) -> tuple[dict, str]:
+    from text2token.losses import token_kl
+    from text2token.pooling import pool
+    from text2token.targets import DataDrivenTargets, TargetStore
+    from text2token.train import setup_trainable
+
+    encoder = load_encoder(cfg)
+    bs, steps = size["batch_size"], size["steps_per_round"]
+    n_batches = steps * (size["rounds"] + 1)  # + warm-up round
+    texts = passages(max(size["fit_texts"], n_batches * bs))
+    dd = DataDrivenTargets(encoder.tokenizer, encoder.vocab_size, cfg.targets.data_driven)
+    dd.fit([texts])
+    tmp = tempfile.TemporaryDirectory(prefix="t2t-bench-")
+    store = TargetStore.build(Path(tmp.name) / "store", "bench", np.arange(len(texts)),
+                              lambda i, j: texts[i:j], dd.transform, cfg.targets.data_driven.top_k,
+                              show_progress=False)
+    setup_trainable(encoder, cfg)
+    encoder.model.train()
+    top = [p for p in encoder.model.parameters() if p.requires_grad]
+    everything = list(encoder.model.parameters())
+    n_top, n_all = sum(p.numel() for p in top), sum(p.numel() for p in everything)
+    opt_top = torch.optim.AdamW(top, lr=cfg.train.lr)
+    opt_all = torch.optim.AdamW(everything, lr=cfg.train.lr)
+    plans = np.random.default_rng(0).permutation(len(texts))[: n_batches * bs].reshape(n_batches, bs)
+    pretokenised = [encoder.tokenize([texts[k] for k in idx])[0] for idx in plans]
+    cursor = {}
+
+    def next_batch(name):
+        cursor[name] = (cursor.get(name, -1) + 1) % n_batches
+        return cursor[name]
+
+    def text2token_step(kl=token_kl, params=top, opt=opt_top):
+        for _ in range(steps):
+            idx = plans[next_batch("t2t")]
+            ids, weights = store.get(idx)
+            batch, _ = encoder.tokenize([texts[k] for k in idx])
+            logits = encoder.token_logits(encoder.forward(**batch))
+            loss = kl(logits, torch.from_numpy(ids), torch.from_numpy(weights))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    def plain_step():
+        for _ in range(steps):
+            batch = pretokenised[next_batch("plain")]
+            hidden = encoder.base(**batch, use_cache=False).last_hidden_state
+            loss = pool(hidden, batch["attention_mask"], "mean").pow(2).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(top, cfg.train.max_grad_norm)
+            opt_top.step()
+            opt_top.zero_grad(set_to_none=True)
+
+    def full_backward_step():
+        for p in everything:
+            p.requires_grad_(True)
+        try:
+            text2token_step(params=everything, opt=opt_all)
+        finally:
+            for p in everything:
+                p.requires_grad_(False)
+            for p in top:
+                p.requires_grad_(True)
+
+    t = side_by_side({
+        "text2token": text2token_step,
+        "plain": plain_step,
+        "text2token_dense_kl": lambda: text2token_step(kl=dense_kl),
+        "text2token_full_backward": full_backward_step,
+    }, rounds=size["rounds"])
+    tmp.cleanup()
+    med = {k: v["median_s"] / steps for k, v in t.items()}
+    measured = ratio(med["text2token"], med["plain"])
+    result = {
+        "batch_size": bs, "steps_per_round": steps, "trainable_params": n_top, "all_params": n_all,
+        "top_layers": cfg.train.top_layers, "seconds_per_step": {k: round(v, 4) for k, v in med.items()},
+        "seconds": t,
+        "ratios": {
+            "text2token_vs_plain_time": measured,
+            "dense_kl_vs_sparse_time": ratio(med["text2token_dense_kl"], med["text2token"]),
+            "full_backward_vs_top_layers_time": ratio(med["text2token_full_backward"], med["text2token"]),
+        },
+        "goals": [{"name": "Text2Token step time / plain step time", "goal": f"<= {GOAL}", "measured": measured,
+                   "met": bool(med["text2token"] / med["plain"] <= GOAL)}],
+        "notes": "time ratios (> 1 = the first named is slower); plain = pre-tokenised base forward, mean-pooled "
+                 "dummy loss, same trainable setup and optimizer",
+        "model": cfg.model.backbone, "torch_threads": torch.get_num_threads(),
+    }
+    rows = [["Text2Token step / plain step", measured, f"<= {GOAL}"],
+            ["dense full-vocabulary KL / sparse gather KL", result["ratios"]["dense_kl_vs_sparse_time"], ""],
+            [f"full backward / top {cfg.train.top_layers} layers", result["ratios"]["full_backward_vs_top_layers_time"], ""]]
+    md = (f"batch {bs} Wikipedia passages, `{cfg.model.backbone}`, top {cfg.train.top_layers} layers "
+          f"({n_top / 1e6:.1f}M of {n_all / 1e6:.1f}M weights train); Text2Token step "
+          f"{med['text2token']:.2f} s, plain {med['plain']:.2f} s\n\n"
+          + table(["step time ratio (lower = first is faster)", "measured", "goal"], rows))
+    return result, md
+
+
+if __name__ == "__main__":
+    from benchmarks.__main__ import main
+
+    main(["--only", "train_step"])
