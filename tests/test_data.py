@@ -57,7 +57,7 @@ def test_heldout_articles_never_in_training_corpus():
     cfg = DataConfig(corpus="wiki", passage_words=40, heldout_fraction=0.1)
     train = set(load_corpus(cfg))
     held = heldout_set(cfg, n_articles=10_000)
-    assert len(held.documents) > 300
+    assert len(held.documents) > 200  # the dev part of the held-out articles; the test part is the offline suite's
     assert not train & set(held.documents)
     heldout_titles = {a["title"] for a in wiki_articles() if is_heldout(a["title"], 0.1)}
     train_titles = {a["title"] for a in wiki_articles()} - heldout_titles
