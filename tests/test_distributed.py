@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -114,7 +115,7 @@ def test_two_processes_equal_one(setup):
     assert diff <= ATOL, diff
     # (b) the target stores, built by two ranks, equal the one-process build byte for byte
     a, b = _files(one / "targets"), _files(two / "targets")
-    assert len(a) == 2 + 4 + 2 + 4 and a.keys() == b.keys()  # 2 stores x (manifest + 4 shards of 16 texts / 5)
+    assert len(a) == 2 * (1 + 4) and a.keys() == b.keys()  # 2 stores x (manifest + 4 shards: 16 texts / 5)
     assert all(a[k] == b[k] for k in a), [k for k in a if a[k] != b[k]]
     # (d) metrics written once, the same records, losses equal up to float tolerance
     ra, rb = _train_records(one), _train_records(two)
@@ -166,6 +167,36 @@ def test_refuses_batch_smaller_than_process_count(setup, tmp_path, tiny_dir):
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "smaller than the 2 processes" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_rank_losses_average_to_the_whole_batch_loss():
+    """The KL of each rank's share, averaged over ranks as DDP does, is the 1-process KL of the whole
+    micro-batch in value and gradient: also with uneven shares and rows without target (left out of the mean)."""
+    from text2token.distributed import Dist
+    from text2token.losses import token_kl
+
+    rng = np.random.default_rng(0)
+    logits = torch.randn(5, 11)
+    ids = rng.integers(0, 11, (5, 3))
+    weights = rng.random((5, 3)).astype(np.float32)
+    weights /= weights.sum(1, keepdims=True)
+    weights[[1, 4]] = 0.0  # two texts without target tokens
+    whole = logits.clone().requires_grad_()
+    loss = token_kl(whole, torch.from_numpy(ids), torch.from_numpy(weights))
+    loss.backward()
+    values, grads = [], []
+    for rank in range(2):
+        dist = Dist()
+        dist.rank, dist.world = rank, 2
+        mine = dist.rows(5)  # rows 0-2 and 3-4
+        part = logits[mine].clone().requires_grad_()
+        rank_loss = dist.kl(part, ids, weights, mine)
+        rank_loss.backward()
+        values.append(rank_loss.item())
+        grads.append(part.grad)
+    assert np.mean(values) == pytest.approx(loss.item(), rel=1e-6)  # float32 (token_kl upcasts to it)
+    assert torch.allclose(torch.cat(grads) / 2, whole.grad, rtol=1e-5, atol=1e-7)
+    assert float(whole.grad[[1, 4]].abs().max()) == 0.0
 
 
 @pytest.mark.integration

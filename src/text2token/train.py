@@ -103,6 +103,15 @@ def setup_trainable(encoder: Encoder, cfg: Config):
     return None
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer in the backward pass (non-reentrant: works with frozen inputs and DDP)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)  # the name since transformers 5.x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
     """Sets the attention-probability dropout of every attention module (Llama/Qwen2/Gemma/Mistral keep it in
     ``module.attention_dropout``; it acts only in train mode)."""
@@ -302,7 +311,7 @@ def _train(cfg: Config, dist: Dist, output_dir, resume: bool, stop_after_steps: 
 
     peft_model = setup_trainable(encoder, cfg)
     if t.gradient_checkpointing:
-        encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(encoder.model)
     global_step = sum(s.steps for s in cfg.stages[: state["stage"]]) + state["step"] if state else 0
     if state is not None:
         params = dict(encoder.model.named_parameters())
