@@ -97,3 +97,20 @@ def test_eval_before_after_recorded(tiny_dir, corpus, tmp_path):
     scores = json.loads((run / "eval.json").read_text())
     assert set(scores["before"]) == set(scores["after"]) >= {"retrieval_ndcg@10", "topic_knn_acc", "mean"}
     assert all(0.0 <= v <= 1.0 for v in scores["after"].values())
+
+
+def test_gradient_checkpointing_trains_the_same(tiny_dir, corpus, tmp_path, monkeypatch):
+    """train.gradient_checkpointing recomputes activations in the backward pass: same weights, less memory."""
+    import transformers.modeling_utils as mu
+
+    plain = train(_cfg(tiny_dir, corpus, method="lora", lora_r=4), tmp_path / "plain", show_progress=False)
+    calls = []
+    original = mu.checkpoint
+    monkeypatch.setattr(mu, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    cfg = _cfg(tiny_dir, corpus, method="lora", lora_r=4, gradient_checkpointing=True)
+    ckpt = train(cfg, tmp_path / "ckpt", show_progress=False)
+    assert len(calls) >= 8 * 3, "every layer of every training step runs under torch.utils.checkpoint"
+    a, b = _weights(plain), _weights(ckpt)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(b[key], load_file(str(tiny_dir / "model.safetensors"))[key]), "it trained"

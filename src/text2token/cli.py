@@ -63,18 +63,59 @@ def train(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default: the config's output_dir)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     skip_bad_lines: bool = typer.Option(False, "--skip-bad-lines", help="Skip bad corpus lines instead of stopping."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only check the config and estimate memory (see `plan`)."),
+    architecture: Optional[Path] = typer.Option(None, "--architecture", help="--dry-run: a config.json to use when "
+                                                "the backbone is not on this machine."),
+    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="--dry-run: fail if the estimate per GPU "
+                                               "exceeds this many GiB."),
+    num_gpus: Optional[int] = typer.Option(None, "--num-gpus", min=1, help="--dry-run: GPUs (default: WORLD_SIZE or 1)."),
 ):
-    """Build targets and train a Text2Token encoder; prints the before/after score on held-out text."""
+    """Build targets and train a Text2Token encoder; prints the before/after score on held-out text.
+
+    Runs as it is under torchrun / accelerate launch (one process per GPU; see docs/multi-node.md)."""
     from .config import load_config
     from .train import train as run_training
 
     cfg = load_config(config, [*(overrides or []), *(["data.skip_bad_lines=true"] if skip_bad_lines else [])])
+    if dry_run:
+        _print_plan(cfg, architecture, num_gpus, "ddp", gpu_memory)
+        return
     run_dir = run_training(cfg, output_dir=output, resume=resume)
     out.print(f"encoder saved to [bold]{run_dir / 'final'}[/bold]")
     result = run_dir / "eval.json"
     if result.is_file():
         scores = json.loads(result.read_text())
         out.print(_score_table(scores["before"], scores["after"]))
+
+
+def _print_plan(cfg, architecture, num_gpus, sharding, gpu_memory) -> None:
+    from .distributed import world_size_from_env
+    from .plan import dry_run
+
+    plan = dry_run(cfg, architecture, num_gpus or world_size_from_env(), sharding, gpu_memory)
+    out.print("\n".join(plan.lines()), highlight=False, soft_wrap=True)
+    out.print(f"stages: {', '.join(f'{s.name} ({s.objective}, {s.steps} steps)' for s in cfg.stages)}",
+              highlight=False, soft_wrap=True)
+    out.print("dry run: config ok" + (f", fits in {gpu_memory:g} GiB per GPU" if gpu_memory else ""),
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plan(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides, e.g. train.batch_size=64"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml)."),
+    architecture: Optional[Path] = typer.Option(None, "--architecture", help="A transformers config.json to use when "
+                                                "the backbone is not on this machine."),
+    num_gpus: Optional[int] = typer.Option(None, "--num-gpus", min=1, help="GPUs (default: WORLD_SIZE or 1)."),
+    sharding: str = typer.Option("ddp", "--sharding", help="ddp (every GPU holds the model) or fsdp (sharded)."),
+    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="Fail if the estimate exceeds this many "
+                                               "GiB per GPU."),
+):
+    """Dry run: check a config, build the backbone on the meta device (no weights), count parameters and
+    estimate memory per GPU."""
+    from .config import load_config
+
+    _print_plan(load_config(config, overrides or []), architecture, num_gpus, sharding, gpu_memory)
 
 
 @app.command()

@@ -145,6 +145,9 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     threads: int | None = Field(None, ge=1)
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass (``model.gradient_checkpointing_enable()``):
+    less memory for large backbones, about a third more compute."""
 
 
 class EvalConfig(_Strict):

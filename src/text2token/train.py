@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 from .backbone import resolve
 from .config import Config, load_config, save_config
 from .data import heldout_set, load_corpus
+from .distributed import Dist
 from .encoder import Encoder, EncoderSettings, check_texts
 from .errors import Text2TokenError
 from .evaluate import heldout_score, retrieval_scores
 from .files import atomic_write
-from .losses import mntp_loss, simcse_loss, token_kl
+from .losses import token_kl
 from .targets.data_driven import DataDrivenTargets
 from .targets.model_derived import ModelDerivedTargets
 from .targets.store import TargetStore, fingerprint, texts_fingerprint
@@ -103,6 +104,15 @@ def setup_trainable(encoder: Encoder, cfg: Config):
     return None
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer in the backward pass (non-reentrant: works with frozen inputs and DDP)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)  # the name since transformers 5.x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
     """Sets the attention-probability dropout of every attention module (Llama/Qwen2/Gemma/Mistral keep it in
     ``module.attention_dropout``; it acts only in train mode)."""
@@ -166,8 +176,10 @@ def _same_config(a: Config, b: Config) -> bool:
 class Targets:
     """Builds (or reuses) the target store of every stage."""
 
-    def __init__(self, cfg: Config, encoder: Encoder, texts: list[str], run_dir: Path, show_progress: bool):
+    def __init__(self, cfg: Config, encoder: Encoder, texts: list[str], run_dir: Path, show_progress: bool,
+                 dist: Dist | None = None):
         self.cfg, self.encoder, self.texts, self.run_dir = cfg, encoder, texts, run_dir
+        self.dist = dist or Dist()
         self.show_progress = show_progress
         self.vocab = VocabFilter.from_tokenizer(encoder.tokenizer, encoder.vocab_size,
                                                 min_chars=cfg.targets.data_driven.min_chars)
@@ -214,9 +226,10 @@ class Targets:
         store = TargetStore.build(
             directory, fp, text_index, lambda i, j: [texts[k] for k in text_index[i:j]], transform, width,
             shard_size=shard_size, info={"stage": stage.name, "kind": stage.targets},
-            desc=f"targets {stage.name}", show_progress=self.show_progress)
+            desc=f"targets {stage.name}", show_progress=self.show_progress and self.dist.is_main,
+            rank=self.dist.rank, world=self.dist.world, barrier=self.dist.barrier)
         empty = store.count_empty()
-        if empty:
+        if empty and self.dist.is_main:
             log.warning("stage %s: %d of %d texts have no target tokens left after filtering; they are skipped",
                         stage.name, empty, len(store))
         return store
@@ -261,8 +274,21 @@ class CoOptimisationProbe:
 def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = False,
           stop_after_steps: int | None = None, show_progress: bool = True,
           on_step: Callable[[dict], None] | None = None) -> Path:
-    """Runs every stage of ``cfg``; returns the run directory (the encoder is in ``<run>/final``)."""
+    """Runs every stage of ``cfg``; returns the run directory (the encoder is in ``<run>/final``).
+
+    Under ``torchrun`` / ``accelerate launch`` every process runs this; see :mod:`text2token.distributed`.
+    """
+    dist = Dist.from_env()
+    try:
+        return _train(cfg, dist, output_dir, resume, stop_after_steps, show_progress and dist.is_main, on_step)
+    finally:
+        dist.close()
+
+
+def _train(cfg: Config, dist: Dist, output_dir, resume: bool, stop_after_steps: int | None, show_progress: bool,
+           on_step: Callable[[dict], None] | None) -> Path:
     run_dir = Path(output_dir or cfg.output_dir)
+    dist.check(cfg)
     # ---- validate everything before anything is written
     if resume and not (run_dir / "config.yaml").is_file():
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -281,27 +307,31 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
     heldout = heldout_set(cfg.data, cfg.eval.articles, seed=cfg.data.seed) if cfg.eval.enabled else None
     m = cfg.model
     settings = EncoderSettings(pooling=m.pooling, attention=m.attention, prompt=m.prompt, max_length=m.max_length)
-    encoder = Encoder.from_backbone(m.backbone, settings, dtype=m.dtype, trust_remote_code=m.trust_remote_code)
+    encoder = Encoder.from_backbone(m.backbone, settings, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
+                                    device=dist.device)
     state = load_checkpoint(run_dir) if resume else None
     if resume and state is None and (run_dir / "final").is_dir():
         raise Text2TokenError(f"{run_dir} is already complete (see {run_dir / 'final'}); nothing to resume")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise Text2TokenError(f"cannot write to output dir {run_dir} ({e.strerror or e})") from None
-    if not resume:
-        save_config(cfg, run_dir / "config.yaml")
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    dist.barrier()  # every rank has checked the run dir before the main one writes to it
+    if dist.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise Text2TokenError(f"cannot write to output dir {run_dir} ({e.strerror or e})") from None
+        if not resume:
+            save_config(cfg, run_dir / "config.yaml")
+    dist.barrier()
+    metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else None
     log.info("corpus: %d texts; backbone %s; run dir %s", len(texts), m.backbone, run_dir)
 
     # ---- targets that need the untouched backbone are built before any training
     t = cfg.train
     per_step = t.batch_size * t.grad_accum
     plans = [stage_plan(len(texts), s.steps * per_step, t.seed, i) for i, s in enumerate(cfg.stages)]
-    targets = Targets(cfg, encoder, texts, run_dir, show_progress)
+    targets = Targets(cfg, encoder, texts, run_dir, show_progress, dist)
     stores: dict[int, TargetStore] = {}
     for i, stage in enumerate(cfg.stages):
         if stage.objective == "kl" and not targets.needs_trained_model(stage):
@@ -309,28 +339,35 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
 
     # ---- the "before" score, on the raw backbone with the same pooling and prompt
     before_file = run_dir / "eval_before.json"
-    if heldout is not None and not before_file.is_file():
+    if heldout is not None and not before_file.is_file() and dist.is_main:
         before = heldout_score(encoder, heldout, cfg.eval.batch_size, show_progress_bar=show_progress)
         before_file.write_text(json.dumps(before, indent=2))
         metrics.write(event="eval", when="before", **before)
+    dist.barrier()
 
-    probe = None
-    if cfg.eval.every:
+    coopt = None
+    if cfg.eval.every and dist.is_main:  # the main process probes and logs; the others wait at the next step
         probe_set = heldout_set(cfg.data, cfg.eval.probe_articles, seed=cfg.data.seed + 1)
-        probe = CoOptimisationProbe(targets, probe_set, cfg.eval.batch_size)
+        coopt = CoOptimisationProbe(targets, probe_set, cfg.eval.batch_size)
         if state is None:
-            metrics.write(event="probe", global_step=0, **probe(encoder))
+            metrics.write(event="probe", global_step=0, **coopt(encoder))
 
     peft_model = setup_trainable(encoder, cfg)
+    if t.gradient_checkpointing:
+        enable_gradient_checkpointing(encoder.model)
+    global_step = sum(s.steps for s in cfg.stages[: state["stage"]]) + state["step"] if state else 0
     if state is not None:
         params = dict(encoder.model.named_parameters())
         for name, value in state["trainable"].items():
             params[name].data.copy_(value)
-        torch.set_rng_state(state["torch_rng"])
+        if dist.world == 1:
+            torch.set_rng_state(state["torch_rng"])
+    if dist.world > 1:
+        dist.restore_rng(state, t.seed, global_step)
+    forward = dist.wrap(encoder.model)  # one process: calls the closure; several: inside DDP/FSDP
     n_trainable = sum(p.numel() for p in encoder.model.parameters() if p.requires_grad)
     log.info("training %s: %.1fM trainable parameters", t.method, n_trainable / 1e6)
 
-    global_step = sum(s.steps for s in cfg.stages[: state["stage"]]) + state["step"] if state else 0
     for i, stage in enumerate(cfg.stages):
         if state is not None and (i < state["stage"] or (i == state["stage"] and state["step"] >= stage.steps)):
             continue
@@ -351,7 +388,7 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         start = 0
         if state is not None and state["stage"] == i:
-            optimizer.load_state_dict(state["optimizer"])
+            dist.load_optimizer_state(optimizer, state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             start = state["step"]
         state = None
@@ -366,23 +403,29 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
                 lo = (step * t.grad_accum + micro) * t.batch_size
                 idx = plans[i][lo: lo + t.batch_size]
                 batch, _ = encoder.tokenize([texts[k] for k in idx])
-                batch = {k: v.to(encoder.device) for k, v in batch.items()}
+                mine = dist.rows(len(idx))  # this process's rows of the micro-batch (all in one process)
+                local = {k: v[mine].to(encoder.device) for k, v in batch.items()}
                 if stage.objective == "kl":
                     ids, weights = stores[i].get(idx)
-                    logits = encoder.token_logits(encoder.forward(**batch))
-                    loss = token_kl(logits, torch.from_numpy(ids), torch.from_numpy(weights))
+                    logits = forward(lambda: encoder.token_logits(encoder.forward(**local)))
+                    loss = dist.kl(logits, ids, weights, mine)
                 elif stage.objective == "simcse":  # the same texts twice: dropout makes the two views differ
-                    pooled = encoder.forward(**{k: torch.cat([v, v]) for k, v in batch.items()})
-                    loss = simcse_loss(pooled[: len(idx)], pooled[len(idx):], t.simcse_temperature)
+                    pooled = forward(lambda: encoder.forward(**{k: torch.cat([v, v]) for k, v in local.items()}))
+                    n = len(pooled) // 2
+                    loss = dist.simcse(pooled[:n], pooled[n:], t.simcse_temperature)
                 else:  # mntp
                     rng = torch.Generator().manual_seed(t.seed * 1_000_003 + i * 10_007 + step * 101 + micro)
                     masked_ids, masked = mask_tokens(batch, encoder.tokenizer, t.mntp_mask_prob, rng)
-                    hidden = encoder.states(masked_ids, batch["attention_mask"])
-                    loss = mntp_loss(hidden, encoder.lm_head, batch["input_ids"], masked)
+                    ids_l, masked_l = batch["input_ids"][mine].to(encoder.device), masked[mine].to(encoder.device)
+                    loss = forward(lambda: dist.mntp(
+                        encoder.states(masked_ids[mine].to(encoder.device), local["attention_mask"]),
+                        encoder.lm_head, ids_l, masked_l, int(masked.sum())))
                 loss = loss / t.grad_accum
-                loss.backward()
+                with dist.no_sync(micro < t.grad_accum - 1):
+                    dist.backward(loss)
                 loss_sum += loss.item()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
+            loss_sum = dist.mean(loss_sum)
+            grad_norm = dist.clip_grad_norm_(params, t.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -392,20 +435,33 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
             bar.set_postfix(loss=f"{loss_sum:.3f}")
             if on_step:
                 on_step(record)
-            if (step + 1) % t.log_every == 0 or step + 1 == stage.steps or step == start:
+            if metrics and ((step + 1) % t.log_every == 0 or step + 1 == stage.steps or step == start):
                 record["seconds"] = round(time.perf_counter() - tic, 3)
                 metrics.write(event="train", **record)
-            if probe is not None and global_step % cfg.eval.every == 0:
-                metrics.write(event="probe", stage=stage.name, global_step=global_step, **probe(encoder))
+            if coopt is not None and global_step % cfg.eval.every == 0:
+                metrics.write(event="probe", stage=stage.name, global_step=global_step, **coopt(encoder))
             done = step + 1 == stage.steps
             if (step + 1) % t.checkpoint_every == 0 or done or (stop_after_steps and global_step >= stop_after_steps):
-                save_checkpoint(run_dir, encoder.model, optimizer, scheduler, i, step + 1)
+                save_checkpoint(run_dir, encoder.model, optimizer, scheduler, i, step + 1, dist, global_step)
             if stop_after_steps and global_step >= stop_after_steps:
                 bar.close()
                 return run_dir
         bar.close()
 
-    # ---- the saved encoder and the "after" score
+    # ---- the saved encoder and the "after" score: the main process alone
+    if dist.fsdp:  # the trained weights are sharded: gather them and load them into a whole copy on the main rank
+        trained = dist.trainable_state(encoder.model)
+        forward = dist.wrapped = encoder = peft_model = None
+        if dist.is_main:
+            encoder = Encoder.from_backbone(m.backbone, settings, dtype=m.dtype,
+                                            trust_remote_code=m.trust_remote_code, device=dist.device)
+            peft_model = setup_trainable(encoder, cfg)
+            params = dict(encoder.model.named_parameters())
+            for name, value in trained.items():
+                params[name].data.copy_(value)
+    dist.barrier()
+    if not dist.is_main:
+        return run_dir
     encoder.model.eval()
     set_attention_dropout(encoder.model, 0.0)
     if peft_model is not None:
@@ -428,11 +484,18 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
     return run_dir
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, stage: int, step: int) -> None:
-    directory = run_dir / CHECKPOINT
-    directory.mkdir(exist_ok=True)
-    atomic_write(directory / STATE_FILE, lambda f: torch.save({
-        "stage": stage, "step": step, "trainable": trainable_state(model),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }, f))
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, stage: int, step: int, dist: Dist | None = None,
+                    global_step: int | None = None) -> None:
+    """Writes the checkpoint once (main process; every process must call this: FSDP gathers, RNG states are
+    collected from every rank)."""
+    dist = dist or Dist()
+    state = {"stage": stage, "step": step, "trainable": dist.trainable_state(model),
+             "optimizer": dist.optimizer_state(optimizer), "scheduler": scheduler.state_dict(),
+             **dist.rng_states()}
+    if global_step is not None:
+        state["global_step"] = global_step
+    if dist.is_main:
+        directory = run_dir / CHECKPOINT
+        directory.mkdir(exist_ok=True)
+        atomic_write(directory / STATE_FILE, lambda f: torch.save(state, f))
+    dist.barrier()
