@@ -125,3 +125,18 @@ def test_eval_errors_are_one_line(monkeypatch, capsys, tmp_path, args, text):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert_one_line_error(code, err, text)
+
+
+def test_baseline_models(tiny_dir, tiny_encoder, tmp_path):
+    from text2token.baselines import load_model
+    from text2token.config import DEFAULT_PROMPT
+
+    raw = {name: load_model(f"baseline:{name}", backbone=str(tiny_dir)) for name in ("mean", "eos", "prompteol")}
+    assert (raw["mean"].settings.pooling, raw["mean"].settings.prompt) == ("mean", "{text}")
+    assert (raw["eos"].settings.pooling, raw["eos"].settings.prompt) == ("eos", "{text}")
+    assert (raw["prompteol"].settings.pooling, raw["prompteol"].settings.prompt) == ("eos", DEFAULT_PROMPT)
+    tiny_encoder.save(tmp_path / "run" / "final")
+    assert load_model(str(tmp_path / "run")).settings == tiny_encoder.settings  # a run dir means its final/
+    minilm = load_model("baseline:minilm")
+    v = minilm.encode(["a cat sat on the mat", "stock markets fell"])
+    assert v.shape == (2, 384) and abs(float((v[0] ** 2).sum()) - 1.0) < 1e-3  # MiniLM normalises its output
