@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from text2token.config import CONFIG_DIR, Config, save_config
 
 from conftest import TINY_CORPUS
+from test_train import _cfg as train_cfg
 
 ATOL = 1e-5
 REPO = Path(__file__).resolve().parents[1]
@@ -29,17 +30,8 @@ WORKER = Path(__file__).resolve().parent / "_dist_worker.py"
 
 
 def _cfg(tiny_dir, corpus, **train_kw) -> Config:
-    """tests/test_train.py's config, one thread per process, an odd-sized last shard."""
-    return Config.model_validate({
-        "model": {"backbone": str(tiny_dir), "pooling": "mean", "prompt": "{text}", "max_length": 24},
-        "data": {"corpus": str(corpus)},
-        "targets": {"data_driven": {"top_k": 4, "min_df": 1, "max_df": 0.9},
-                    "model_derived": {"top_k": 4, "mix_data": 0.5}, "shard_size": 5, "batch_size": 4},
-        "stages": [{"name": "s1", "targets": "data", "steps": 4}, {"name": "s2", "targets": "model", "steps": 4}],
-        "train": {"method": "top_layers", "top_layers": 2, "batch_size": 4, "lr": 1e-2, "warmup_steps": 1,
-                  "checkpoint_every": 2, "log_every": 1, "threads": 1, **train_kw},
-        "eval": {"enabled": False},
-    })
+    """tests/test_train.py's config (an odd-sized last shard), one thread per process."""
+    return train_cfg(tiny_dir, corpus, **{"threads": 1, **train_kw})
 
 
 def _env() -> dict:

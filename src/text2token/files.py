@@ -58,3 +58,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None]) -> No
         raise Text2TokenError(f"cannot write {path} ({reason})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

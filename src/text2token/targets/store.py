@@ -25,7 +25,7 @@ from safetensors.numpy import save
 from tqdm.auto import tqdm
 
 from ..errors import Text2TokenError
-from ..files import atomic_write
+from ..files import atomic_write, sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -44,14 +44,6 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
-    return h.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -91,7 +83,7 @@ class TargetStore:
         index, self._shards = [], []
         for shard in manifest["shards"]:
             path = self.directory / shard["file"]
-            if verify and (not path.is_file() or _sha256_file(path) != shard["sha256"]):
+            if verify and (not path.is_file() or sha256_file(path) != shard["sha256"]):
                 raise Text2TokenError(f"target shard {path} is missing or corrupted (checksum mismatch); "
                                       f"delete {self.directory} to rebuild it")
             layout = _tensor_layout(path)
@@ -205,7 +197,7 @@ class TargetStore:
         good = []
         for shard in manifest["shards"]:
             path = directory / shard["file"]
-            if not path.is_file() or _sha256_file(path) != shard["sha256"]:
+            if not path.is_file() or sha256_file(path) != shard["sha256"]:
                 break
             good.append(shard)
         manifest["shards"] = good
@@ -216,7 +208,7 @@ class TargetStore:
                 end = min(start + shard_size, n)
                 name = cls._write_shard(directory, len(manifest["shards"]), text_index, start, end, texts,
                                         transform, width)
-                manifest["shards"].append({"file": name, "rows": end - start, "sha256": _sha256_file(directory / name)})
+                manifest["shards"].append({"file": name, "rows": end - start, "sha256": sha256_file(directory / name)})
                 _write_manifest(directory, manifest)
                 bar.update(end - start)
                 start = end
@@ -290,7 +282,7 @@ class TargetStore:
             for s, start in enumerate(starts):
                 name = f"shard-{s:05d}.safetensors"
                 manifest["shards"].append({"file": name, "rows": min(start + shard_size, n) - start,
-                                           "sha256": _sha256_file(directory / name)})
+                                           "sha256": sha256_file(directory / name)})
             manifest["complete"] = True
             _write_manifest(directory, manifest)
         barrier()
