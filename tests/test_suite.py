@@ -34,6 +34,15 @@ def test_ranking_score_counts_ranks():
     assert s["map"] == pytest.approx((1 + 0.5 + 1 / 3) / 3)
 
 
+def test_ranking_ties_are_broken_at_random_in_expectation():
+    """A model that scores everything 0 (BM25 with no shared word) must not be credited with rank 1."""
+    flat = ranking_score(np.zeros((4, 4)), np.arange(4), k=10)
+    assert flat["recall@1"] == pytest.approx(0.25)
+    assert flat["map"] == pytest.approx(np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
+    half = ranking_score(np.array([[1.0, 1.0, 0.0]]), np.array([0]), k=1)  # tied with one other for first
+    assert half["recall@1"] == pytest.approx(0.5) and half["ndcg@1"] == pytest.approx(0.5)
+
+
 def test_classification_and_clustering_see_structure():
     rng = np.random.default_rng(0)
     labels = ["a"] * 30 + ["b"] * 30

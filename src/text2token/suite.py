@@ -89,14 +89,23 @@ def clustering_score(x, labels: Sequence[str], seeds: int = 3) -> dict:
 
 
 def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict:
-    """One relevant candidate per query (``relevant[i]`` = its column): nDCG@k, MRR@k (= MAP), recall@1/@k."""
+    """One relevant candidate per query (``relevant[i]`` = its column): nDCG@k, MRR@k, MAP (= MRR without
+    cut-off), recall@1 and @k. Ties are broken at random, in expectation: a relevant candidate tied with ``t``
+    others scores the mean of the metric over the ``t + 1`` positions (sparse models tie often, at 0)."""
     target = sims[np.arange(len(relevant)), relevant]
-    rank = (sims > target[:, None]).sum(1)  # 0 = first; ties count in the query's favour
-    hit = rank < k
-    return {f"ndcg@{k}": float(np.mean(np.where(hit, 1.0 / np.log2(rank + 2), 0.0))),
-            f"mrr@{k}": float(np.mean(np.where(hit, 1.0 / (rank + 1), 0.0))),
-            "map": float(np.mean(1.0 / (rank + 1))),
-            "recall@1": float(np.mean(rank == 0)), f"recall@{k}": float(np.mean(hit))}
+    above = (sims > target[:, None]).sum(1)
+    tied = (sims == target[:, None]).sum(1)  # the relevant candidate itself included
+    metrics = {f"ndcg@{k}": lambda r: np.where(r < k, 1.0 / np.log2(r + 2), 0.0),
+               f"mrr@{k}": lambda r: np.where(r < k, 1.0 / (r + 1), 0.0),
+               "map": lambda r: 1.0 / (r + 1),
+               "recall@1": lambda r: (r == 0).astype(float),
+               f"recall@{k}": lambda r: (r < k).astype(float)}
+    out = {name: [] for name in metrics}
+    for a, t in zip(above, tied):
+        positions = np.arange(a, a + max(int(t), 1), dtype=float)
+        for name, f in metrics.items():
+            out[name].append(float(np.mean(f(positions))))
+    return {name: float(np.mean(v)) for name, v in out.items()}
 
 
 def pair_score(sims: np.ndarray, labels: np.ndarray) -> dict:
