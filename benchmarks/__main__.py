@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("encode", "train_step", "targets", "st_encode", "scale")
+# scale first: it measures peak RSS in child processes, and Linux keeps ru_maxrss across fork + exec, so a child
+# started after the parent has loaded models would report the parent's peak (seen: 5 GB for every size)
+BENCHMARKS = ("scale", "encode", "train_step", "targets", "st_encode")
 SUMMARY = "performance"
 
 
