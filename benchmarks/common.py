@@ -131,6 +131,20 @@ def write_result(name: str, result: dict, markdown: str, out_dir: Path | None = 
     return path
 
 
+def goal(name: str, measured: float, target: float, op: str = ">=", exact: float | None = None) -> dict:
+    """One goal row of a result: ``measured op target``; ``exact`` is the unrounded value to test when
+    ``measured`` is rounded for display."""
+    value = measured if exact is None else exact
+    met = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
+    shown = f"{target:,}" if isinstance(target, int) else f"{target}"
+    return {"name": name, "goal": f"{op} {shown}", "measured": measured, "met": bool(met)}
+
+
+def report(intro: str, header: list[str], rows: list[list]) -> str:
+    """A benchmark's markdown: one intro line, then the table of its rows."""
+    return intro + "\n\n" + table(header, rows)
+
+
 def table(header: list[str], rows: list[list]) -> str:
     def fmt(v):
         if isinstance(v, float):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import load_encoder, mixed_texts, ratio, side_by_side, table, threads
+from benchmarks.common import goal, load_encoder, mixed_texts, ratio, report, side_by_side, threads
 
 SIZES = {"default": {"texts": 64, "batch_size": 16, "rounds": 3},
          "quick": {"texts": 24, "batch_size": 8, "rounds": 1}}
@@ -68,9 +68,8 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             "inference_mode_vs_no_grad": ratio(med["bare_sorted_no_grad"], med["bare_sorted"]),
             "threads_default_vs_1": ratio(med["encode_1_thread"], med["encode"]),
         },
-        "goals": [{"name": "encode throughput / bare forward throughput", "goal": f">= {GOAL}",
-                   "measured": ratio(med["bare_sorted"], med["encode"]),
-                   "met": bool(med["bare_sorted"] / med["encode"] >= GOAL)}],
+        "goals": [goal("encode throughput / bare forward throughput", ratio(med["bare_sorted"], med["encode"]),
+                       GOAL, ">=", exact=med["bare_sorted"] / med["encode"])],
         "notes": "bare = encoder.base(**batch, use_cache=False) under inference_mode on the same pre-tokenised, "
                  "length-sorted, per-batch-padded batches as encode; ratios > 1 mean the first named is faster",
         "model": cfg.model.backbone, "max_length": cfg.model.max_length, "pooling": cfg.model.pooling,
@@ -80,10 +79,10 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             ["length-sorted vs unsorted batches (bare)", result["ratios"]["sorted_vs_unsorted"], ""],
             ["inference_mode vs no_grad (bare)", result["ratios"]["inference_mode_vs_no_grad"], ""],
             [f"{torch.get_num_threads()} threads vs 1 (encode)", result["ratios"]["threads_default_vs_1"], ""]]
-    md = (f"{n} mixed-length Wikipedia texts ({tokens:,} real tokens; padded: {padded['sorted']:,} sorted, "
-          f"{padded['unsorted']:,} unsorted), batch {bs}, `{cfg.model.backbone}`, max_length "
-          f"{cfg.model.max_length}; encode: {result['texts_per_s']['encode']:.1f} texts/s\n\n"
-          + table(["speed ratio (higher = first is faster)", "measured", "goal"], rows))
+    md = report(f"{n} mixed-length Wikipedia texts ({tokens:,} real tokens; padded: {padded['sorted']:,} sorted, "
+                f"{padded['unsorted']:,} unsorted), batch {bs}, `{cfg.model.backbone}`, max_length "
+                f"{cfg.model.max_length}; encode: {result['texts_per_s']['encode']:.1f} texts/s",
+                ["speed ratio (higher = first is faster)", "measured", "goal"], rows)
     return result, md
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import load_encoder, mixed_texts, passages, ratio, side_by_side, table
+from benchmarks.common import goal, load_encoder, mixed_texts, passages, ratio, report, side_by_side
 
 SIZES = {"default": {"dd_texts": 20000, "dd_rounds": 3, "md_texts": 64, "md_rounds": 3},
          "quick": {"dd_texts": 300, "dd_rounds": 1, "md_texts": 12, "md_rounds": 1}}
@@ -121,10 +121,9 @@ def run(cfg, size: dict) -> tuple[dict, str]:
                    "transform_vs_original_throughput": ratio(dd_t["original_transform"]["median_s"],
                                                              dd_t["transform"]["median_s"])},
         "goals": [
-            {"name": "data-driven target building, 64-token texts (texts/s, TargetStore.build)",
-             "goal": f">= {DD_GOAL:,}", "measured": dd_rate["store_build"], "met": dd_rate["store_build"] >= DD_GOAL},
-            {"name": "model-derived target building / encode throughput", "goal": f">= {MD_GOAL}",
-             "measured": md_ratio, "met": bool(md_ratio >= MD_GOAL)},
+            goal("data-driven target building, 64-token texts (texts/s, TargetStore.build)", dd_rate["store_build"],
+                 DD_GOAL, ">="),
+            goal("model-derived target building / encode throughput", md_ratio, MD_GOAL, ">="),
         ],
         "model": cfg.model.backbone,
     }
@@ -136,10 +135,10 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             ["data-driven: the tokenizer alone (ceiling)", f"{dd_rate['tokenizer_only']:,.0f} texts/s", ""],
             ["data-driven: fit (document frequencies)", f"{n / fit_s:,.0f} texts/s", ""],
             ["model-derived / encode (throughput ratio)", md_ratio, f">= {MD_GOAL}"]]
-    md_text = (f"data-driven: {n:,} Wikipedia texts of {np.mean(lengths):.1f} tokens, top-{ddc.top_k} (output identical "
-               f"to the original implementation: {identical_targets}); "
-               f"model-derived: {len(mixed)} mixed-length texts, `{cfg.model.backbone}`\n\n"
-               + table(["target building", "measured", "goal"], rows))
+    md_text = report(f"data-driven: {n:,} Wikipedia texts of {np.mean(lengths):.1f} tokens, top-{ddc.top_k} (output "
+                     f"identical to the original implementation: {identical_targets}); "
+                     f"model-derived: {len(mixed)} mixed-length texts, `{cfg.model.backbone}`",
+                     ["target building", "measured", "goal"], rows)
     return result, md_text
 
 

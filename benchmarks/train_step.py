@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import load_encoder, passages, ratio, side_by_side, table
+from benchmarks.common import goal, load_encoder, passages, ratio, report, side_by_side
 
 SIZES = {"default": {"batch_size": 16, "rounds": 3, "steps_per_round": 2, "fit_texts": 4000},
          "quick": {"batch_size": 4, "rounds": 1, "steps_per_round": 1, "fit_texts": 200}}
@@ -120,8 +120,8 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             "dense_kl_vs_sparse_time": ratio(med["text2token_dense_kl"], med["text2token"]),
             "full_backward_vs_top_layers_time": ratio(med["text2token_full_backward"], med["text2token"]),
         },
-        "goals": [{"name": "Text2Token step time / plain step time", "goal": f"<= {GOAL}", "measured": measured,
-                   "met": bool(med["text2token"] / med["plain"] <= GOAL)}],
+        "goals": [goal("Text2Token step time / plain step time", measured, GOAL, "<=",
+                       exact=med["text2token"] / med["plain"])],
         "notes": "time ratios (> 1 = the first named is slower); plain = pre-tokenised base forward, mean-pooled "
                  "dummy loss, same trainable setup and optimizer",
         "model": cfg.model.backbone, "torch_threads": torch.get_num_threads(),
@@ -129,10 +129,10 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     rows = [["Text2Token step / plain step", measured, f"<= {GOAL}"],
             ["dense full-vocabulary KL / sparse gather KL", result["ratios"]["dense_kl_vs_sparse_time"], ""],
             [f"full backward / top {cfg.train.top_layers} layers", result["ratios"]["full_backward_vs_top_layers_time"], ""]]
-    md = (f"batch {bs} Wikipedia passages, `{cfg.model.backbone}`, top {cfg.train.top_layers} layers "
-          f"({n_top / 1e6:.1f}M of {n_all / 1e6:.1f}M weights train); Text2Token step "
-          f"{med['text2token']:.2f} s, plain {med['plain']:.2f} s\n\n"
-          + table(["step time ratio (lower = first is faster)", "measured", "goal"], rows))
+    md = report(f"batch {bs} Wikipedia passages, `{cfg.model.backbone}`, top {cfg.train.top_layers} layers "
+                f"({n_top / 1e6:.1f}M of {n_all / 1e6:.1f}M weights train); Text2Token step "
+                f"{med['text2token']:.2f} s, plain {med['plain']:.2f} s",
+                ["step time ratio (lower = first is faster)", "measured", "goal"], rows)
     return result, md
 
 
