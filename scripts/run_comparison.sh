@@ -50,11 +50,20 @@ trained abl-bidirectional configs/default.yaml model.attention=bidirectional
 trained abl-no-idf configs/default.yaml targets.data_driven.idf=none
 trained abl-no-stopword-filter configs/default.yaml targets.data_driven.remove_stopwords=false
 trained abl-no-fragment-filter configs/default.yaml targets.data_driven.remove_fragments=false
+trained abl-no-punctuation-filter configs/default.yaml targets.data_driven.remove_punctuation=false
+# bidirectional attention with the eos read-out breaks the PromptEOL embedding; with mean pooling it compares
+# to abl-mean-pooling (causal, mean)
+trained abl-bidirectional-mean configs/default.yaml model.attention=bidirectional model.pooling=mean
+# seed noise: the reference recipe again with another seed (other data order)
+trained text2token-seed1 configs/default.yaml train.seed=1
+# SimCSE at the default model's own budget (150 + 150 steps), to compare with text2token-default
+[ -n "${SKIP_FULL_SIMCSE:-}" ] || trained simcse-full configs/baselines/simcse.yaml stages.0.steps=150 stages.1.steps=150
 
-main=(mean eos prompteol tfidf bm25 minilm text2token-default text2token simcse llm2vec)
+main=(mean eos prompteol tfidf bm25 minilm text2token-default simcse-full text2token simcse llm2vec)
 files=(); for m in "${main[@]}"; do [ -f "$RES/$m.json" ] && files+=("$RES/$m.json"); done
 text2token compare "${files[@]}" --output $RES/comparison --title "offline suite (test split): baselines vs Text2Token"
-text2token compare $RES/text2token.json $RES/abl-*.json --output $RES/ablations \
+seeds=(); [ -f $RES/text2token-seed1.json ] && seeds=($RES/text2token-seed1.json)
+text2token compare $RES/text2token.json "${seeds[@]}" $RES/abl-*.json --output $RES/ablations \
   --title "Text2Token ablations, ${STEPS} + ${STEPS} steps each (offline suite, test split)"
 [ -f "$RUNS/cmp-text2token/coopt.png" ] && cp "$RUNS/cmp-text2token/coopt.png" "$RUNS/cmp-text2token/metrics.jsonl" "$RES/" \
   && mv "$RES/metrics.jsonl" "$RES/coopt-metrics.jsonl"
