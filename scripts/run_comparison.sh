@@ -59,6 +59,16 @@ trained text2token-seed1 configs/default.yaml train.seed=1
 # SimCSE at the default model's own budget (150 + 150 steps), to compare with text2token-default
 [ -n "${SKIP_FULL_SIMCSE:-}" ] || trained simcse-full configs/baselines/simcse.yaml stages.0.steps=150 stages.1.steps=150
 
+# recipe candidates (DEV_PROBES=1): trained like the ablations, scored on the dev split only, where choices are made
+KEEP='[not, "no", never, nothing, none, nor, cannot, may, might, could, would, should, perhaps, seem, seems, seemed,
+  seeming, very, too, less, least, more, most, much, however, although, but, well, only]'
+if [ -n "${DEV_PROBES:-}" ]; then
+  SPLITS=dev evaluate prompteol baseline:prompteol
+  SPLITS=dev evaluate text2token "$RUNS/cmp-text2token/final"
+  # keep the negations, hedges, intensifiers and contrast words the stop-word filter removes (polarity, hedging)
+  SPLITS=dev trained probe-keep-stopwords configs/default.yaml "targets.data_driven.keep_stopwords=$KEEP"
+fi
+
 main=(mean eos prompteol tfidf bm25 minilm text2token-default simcse-full text2token simcse llm2vec)
 files=(); for m in "${main[@]}"; do [ -f "$RES/$m.json" ] && files+=("$RES/$m.json"); done
 text2token compare "${files[@]}" --output $RES/comparison --title "offline suite (test split): baselines vs Text2Token"
