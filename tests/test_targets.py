@@ -32,6 +32,21 @@ def test_vocab_filter_flags(tiny):
     assert vf.allowed(stopwords=False)[_tid(tok, "the")]
 
 
+def test_keep_stopwords_exempts_words_from_the_stopword_filter(tiny):
+    _, tok = tiny
+    vf = VocabFilter.from_tokenizer(tok, keep_stopwords=["ON", " after "])
+    assert not vf.stopword[_tid(tok, "on")] and not vf.stopword[_tid(tok, "after")]
+    assert vf.stopword[_tid(tok, "the")], "words not listed stay stop words"
+    cfg = DataDrivenConfig(top_k=8, min_df=1, max_df=1.0)
+    corpus = ["the cat sat on the mat", "the dog sat on the log"]
+    plain = DataDrivenTargets(tok, len(tok), cfg).fit([corpus])
+    kept = DataDrivenTargets(tok, len(tok), cfg.model_copy(update={"keep_stopwords": ["on"]})).fit([corpus])
+    on = _tid(tok, "on")
+    assert on not in plain.transform(corpus[:1])[0][0]
+    ids, w = kept.transform(corpus[:1])
+    assert on in ids[0][w[0] > 0] and _tid(tok, "the") not in ids[0][w[0] > 0]
+
+
 def test_data_driven_hand_checked(tiny):
     """corpus: 'cat cat dog', 'dog sat', 'cat ran'  (N=3; df: cat 2, dog 2, sat 1, ran 1)."""
     _, tok = tiny

@@ -68,6 +68,9 @@ class DataDrivenConfig(_Strict):
     """Drop tokens found in more than this share of training texts."""
     remove_special: bool = True
     remove_stopwords: bool = True
+    keep_stopwords: list[str] = []
+    """Stop words that stay possible targets although ``remove_stopwords`` is on (case-insensitive), e.g. the
+    negations and hedges that carry sentiment and certainty: ``[not, no, never, nothing, may, might, could]``."""
     remove_punctuation: bool = True
     remove_fragments: bool = True
     """Drop sub-word pieces that continue a word (no leading space) and tokens shorter than ``min_chars``."""

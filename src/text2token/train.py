@@ -181,8 +181,9 @@ class Targets:
         self.cfg, self.encoder, self.texts, self.run_dir = cfg, encoder, texts, run_dir
         self.dist = dist or Dist()
         self.show_progress = show_progress
-        self.vocab = VocabFilter.from_tokenizer(encoder.tokenizer, encoder.vocab_size,
-                                                min_chars=cfg.targets.data_driven.min_chars)
+        ddc = cfg.targets.data_driven
+        self.vocab = VocabFilter.from_tokenizer(encoder.tokenizer, encoder.vocab_size, min_chars=ddc.min_chars,
+                                                keep_stopwords=ddc.keep_stopwords)
         chunk = cfg.targets.shard_size
         self.data = DataDrivenTargets(encoder.tokenizer, encoder.vocab_size, cfg.targets.data_driven, self.vocab)
         self.data.fit(texts[i:i + chunk] for i in range(0, len(texts), chunk))

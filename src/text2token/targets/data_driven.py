@@ -96,7 +96,8 @@ class DataDrivenTargets:
         self.tokenizer = tokenizer
         self.vocab_size = vocab_size
         self.cfg = cfg
-        self.vocab = vocab or VocabFilter.from_tokenizer(tokenizer, vocab_size, min_chars=cfg.min_chars)
+        self.vocab = vocab or VocabFilter.from_tokenizer(tokenizer, vocab_size, min_chars=cfg.min_chars,
+                                                            keep_stopwords=cfg.keep_stopwords)
         self.prefix = word_start_prefix(tokenizer)
         self.df = np.zeros(vocab_size, dtype=np.int64)
         self.n_docs = 0

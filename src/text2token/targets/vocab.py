@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,9 @@ class VocabFilter:
     short: np.ndarray
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, vocab_size: int | None = None, min_chars: int = 2) -> "VocabFilter":
+    def from_tokenizer(cls, tokenizer, vocab_size: int | None = None, min_chars: int = 2,
+                       keep_stopwords: Iterable[str] = ()) -> "VocabFilter":
+        """``keep_stopwords``: words of the stop-word list that are not flagged as stop words here."""
         n = vocab_size or len(tokenizer)
         pieces = tokenizer.convert_ids_to_tokens(list(range(min(n, len(tokenizer)))))
         pieces += [None] * (n - len(pieces))  # LM heads may be padded beyond the tokenizer's vocabulary
@@ -39,7 +42,8 @@ class VocabFilter:
         special |= np.array([p is None for p in pieces])
         stripped = [d.strip() for d in decoded]
         punct = np.array([_is_punct_or_space(s) for s in stripped])
-        stop = np.array([s.lower() in ENGLISH_STOP_WORDS for s in stripped])
+        stop_words = ENGLISH_STOP_WORDS - {w.strip().lower() for w in keep_stopwords}
+        stop = np.array([s.lower() in stop_words for s in stripped])
         if has_markers:
             fragment = np.array([p is None or not p.startswith(WORD_START_MARKERS) for p in pieces])
         else:  # WordPiece style: continuation pieces start with ##
