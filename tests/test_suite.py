@@ -123,6 +123,14 @@ def test_eval_and_compare_cli(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cmp" / "table.png").stat().st_size > 5000
 
 
+@pytest.mark.parametrize("n", [3, 13, 25])
+def test_comparison_bars_get_distinct_colours(n):
+    from text2token.plots import bar_colors
+
+    colors = bar_colors(n)
+    assert len(colors) == n and len({tuple(round(v, 4) for v in c) for c in colors}) == n
+
+
 @pytest.mark.parametrize("args, text", [
     (["eval", "--model", "baseline:nope"], "unknown baseline"),
     (["eval", "--model", "baseline:tfidf", "--tasks", "nope"], "unknown task"),

@@ -70,6 +70,18 @@ def plot_token_panels(panels: dict[str, list[tuple[str, float]]], path: str | Pa
     return path
 
 
+def bar_colors(n: int) -> list:
+    """``n`` distinct colours (RGB tuples): the default cycle's 10, tab20's 20 past that, then a continuous map."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if n <= 10:
+        return list(plt.get_cmap("tab10").colors[:n])
+    if n <= 20:
+        return list(plt.get_cmap("tab20").colors[:n])
+    return [tuple(c[:3]) for c in plt.get_cmap("turbo")(np.linspace(0, 1, n))]
+
+
 def plot_comparison(runs: list[dict], path: str | Path, title: str = "offline suite") -> Path:
     """Grouped bars: one group per task (plus the average), one bar per model."""
     import matplotlib
@@ -83,11 +95,12 @@ def plot_comparison(runs: list[dict], path: str | Path, title: str = "offline su
     width = 0.8 / len(runs)
     fig, ax = plt.subplots(figsize=(max(9, 1.1 * len(groups) + 2), 4.8), dpi=120)
     x = np.arange(len(groups))
+    colors = bar_colors(len(runs))
     for i, r in enumerate(runs):
         full = all(t in r["tasks"] for t in tasks)
         vals = [r["tasks"][t]["main_score"] if t in r["tasks"] else np.nan for t in tasks]
         vals.append(r["average"] if full and r["average"] is not None else np.nan)
-        ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=r["model"])
+        ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=r["model"], color=colors[i])
     ax.set_xticks(x)
     ax.set_xticklabels([g.replace("-", "\n", 1) for g in groups], fontsize=7)
     ax.set_ylabel("main score")
