@@ -140,6 +140,12 @@ def goal(name: str, measured: float, target: float, op: str = ">=", exact: float
     return {"name": name, "goal": f"{op} {shown}", "measured": measured, "met": bool(met)}
 
 
+def ratio_rows(ratios: dict, labels: dict[str, str], goals: dict[str, str] | None = None) -> list[list]:
+    """Table rows ``[label, ratio, goal]`` for the named entries of a result's ``ratios``, in ``labels``' order."""
+    goals = goals or {}
+    return [[label, ratios[key], goals.get(key, "")] for key, label in labels.items()]
+
+
 def report(intro: str, header: list[str], rows: list[list]) -> str:
     """A benchmark's markdown: one intro line, then the table of its rows."""
     return intro + "\n\n" + table(header, rows)

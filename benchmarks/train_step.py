@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import goal, load_encoder, passages, ratio, report, side_by_side
+from benchmarks.common import goal, load_encoder, passages, ratio, ratio_rows, report, side_by_side
 
 SIZES = {"default": {"batch_size": 16, "rounds": 3, "steps_per_round": 2, "fit_texts": 4000},
          "quick": {"batch_size": 4, "rounds": 1, "steps_per_round": 1, "fit_texts": 200}}
@@ -126,9 +126,11 @@ def run(cfg, size: dict) -> tuple[dict, str]:
                  "dummy loss, same trainable setup and optimizer",
         "model": cfg.model.backbone, "torch_threads": torch.get_num_threads(),
     }
-    rows = [["Text2Token step / plain step", measured, f"<= {GOAL}"],
-            ["dense full-vocabulary KL / sparse gather KL", result["ratios"]["dense_kl_vs_sparse_time"], ""],
-            [f"full backward / top {cfg.train.top_layers} layers", result["ratios"]["full_backward_vs_top_layers_time"], ""]]
+    rows = ratio_rows(result["ratios"], {
+        "text2token_vs_plain_time": "Text2Token step / plain step",
+        "dense_kl_vs_sparse_time": "dense full-vocabulary KL / sparse gather KL",
+        "full_backward_vs_top_layers_time": f"full backward / top {cfg.train.top_layers} layers",
+    }, goals={"text2token_vs_plain_time": f"<= {GOAL}"})
     md = report(f"batch {bs} Wikipedia passages, `{cfg.model.backbone}`, top {cfg.train.top_layers} layers "
                 f"({n_top / 1e6:.1f}M of {n_all / 1e6:.1f}M weights train); Text2Token step "
                 f"{med['text2token']:.2f} s, plain {med['plain']:.2f} s",

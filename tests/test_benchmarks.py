@@ -72,3 +72,14 @@ def test_targets_st_and_scale(quick_results):
 def test_unknown_benchmark_is_refused():
     with pytest.raises(SystemExit):
         main(["--only", "nope"])
+
+
+def test_goal_and_ratio_rows_helpers():
+    from benchmarks.common import goal, ratio_rows
+
+    assert goal("g", 14_500, 20_000)["met"] is False and goal("g", 14_500, 20_000)["goal"] == ">= 20,000"
+    assert goal("g", 1.1, 1.3, "<=")["met"] is True and goal("g", 1.3, 1.3, "<")["met"] is False
+    # the rounded value is shown, the exact one is tested
+    assert goal("g", 0.9, 0.9, ">=", exact=0.8996)["met"] is False
+    rows = ratio_rows({"a": 1.5, "b": 2.0}, {"b": "B", "a": "A"}, goals={"a": ">= 1"})
+    assert rows == [["B", 2.0, ""], ["A", 1.5, ">= 1"]]
