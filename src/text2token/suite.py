@@ -94,18 +94,18 @@ def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict:
     others scores the mean of the metric over the ``t + 1`` positions (sparse models tie often, at 0)."""
     target = sims[np.arange(len(relevant)), relevant]
     above = (sims > target[:, None]).sum(1)
-    tied = (sims == target[:, None]).sum(1)  # the relevant candidate itself included
-    metrics = {f"ndcg@{k}": lambda r: np.where(r < k, 1.0 / np.log2(r + 2), 0.0),
-               f"mrr@{k}": lambda r: np.where(r < k, 1.0 / (r + 1), 0.0),
-               "map": lambda r: 1.0 / (r + 1),
-               "recall@1": lambda r: (r == 0).astype(float),
-               f"recall@{k}": lambda r: (r < k).astype(float)}
-    out = {name: [] for name in metrics}
-    for a, t in zip(above, tied):
-        positions = np.arange(a, a + max(int(t), 1), dtype=float)
-        for name, f in metrics.items():
-            out[name].append(float(np.mean(f(positions))))
-    return {name: float(np.mean(v)) for name, v in out.items()}
+    tied = np.maximum((sims == target[:, None]).sum(1), 1)  # the relevant candidate itself included
+    pos = np.arange(sims.shape[1] + 1, dtype=float)  # 0 = first
+    metrics = {f"ndcg@{k}": np.where(pos < k, 1.0 / np.log2(pos + 2), 0.0),
+               f"mrr@{k}": np.where(pos < k, 1.0 / (pos + 1), 0.0),
+               "map": 1.0 / (pos + 1),
+               "recall@1": (pos == 0).astype(float),
+               f"recall@{k}": (pos < k).astype(float)}
+    out = {}
+    for name, at in metrics.items():  # mean of the metric over positions above .. above + tied - 1, by cumsum
+        cum = np.concatenate([[0.0], np.cumsum(at)])
+        out[name] = float(np.mean((cum[above + tied] - cum[above]) / tied))
+    return out
 
 
 def pair_score(sims: np.ndarray, labels: np.ndarray) -> dict:

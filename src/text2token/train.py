@@ -36,7 +36,6 @@ from .losses import token_kl
 from .targets.data_driven import DataDrivenTargets
 from .targets.model_derived import ModelDerivedTargets
 from .targets.store import TargetStore, fingerprint, texts_fingerprint
-from .targets.vocab import VocabFilter
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +180,9 @@ class Targets:
         self.cfg, self.encoder, self.texts, self.run_dir = cfg, encoder, texts, run_dir
         self.dist = dist or Dist()
         self.show_progress = show_progress
-        ddc = cfg.targets.data_driven
-        self.vocab = VocabFilter.from_tokenizer(encoder.tokenizer, encoder.vocab_size, min_chars=ddc.min_chars,
-                                                keep_stopwords=ddc.keep_stopwords)
         chunk = cfg.targets.shard_size
-        self.data = DataDrivenTargets(encoder.tokenizer, encoder.vocab_size, cfg.targets.data_driven, self.vocab)
+        self.data = DataDrivenTargets(encoder.tokenizer, encoder.vocab_size, cfg.targets.data_driven)
+        self.vocab = self.data.vocab  # one vocabulary filter, built from the data-driven settings, for both kinds
         self.data.fit(texts[i:i + chunk] for i in range(0, len(texts), chunk))
         self.base_fp = {
             "texts": texts_fingerprint(texts),
