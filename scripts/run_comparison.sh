@@ -2,8 +2,10 @@
 # The full comparison behind results/offline/: baselines, trained baselines, Text2Token and its ablations, all
 # scored on the offline suite's test split. Every trained model gets the same budget (STEPS per stage, two stages,
 # batch 16, the same texts in the same order, the top 8 of 30 layers trainable).
-# Each step is skipped when its output exists, so rerunning continues. ~2 hours on 2 CPU cores.
-# Usage (from the repository root): scripts/run_comparison.sh [STEPS_PER_STAGE]      SPLITS="test dev" adds dev
+# Each step is skipped when its output exists, so rerunning continues. ~4 hours on 2 CPU cores, all of it.
+# Usage (from the repository root): scripts/run_comparison.sh [STEPS_PER_STAGE]
+#   SPLITS="test dev" also scores every model on dev; DEV_PROBES=1 adds the recipe probes (dev only);
+#   SKIP_FULL_SIMCSE=1 leaves out SimCSE at 150 + 150 steps (~25 minutes); HEAVY_LOCK=FILE the flock file.
 set -euo pipefail
 STEPS=${1:-${COMPARE_STEPS:-60}}
 SPLITS=${SPLITS:-test}
@@ -60,9 +62,9 @@ trained text2token-seed1 configs/default.yaml train.seed=1
 [ -n "${SKIP_FULL_SIMCSE:-}" ] || trained simcse-full configs/baselines/simcse.yaml stages.0.steps=150 stages.1.steps=150
 
 # recipe candidates (DEV_PROBES=1): trained like the ablations, scored on the dev split only, where choices are made
-KEEP='[not, "no", never, nothing, none, nor, cannot, may, might, could, would, should, perhaps, seem, seems, seemed,
-  seeming, very, too, less, least, more, most, much, however, although, but, well, only]'
 if [ -n "${DEV_PROBES:-}" ]; then
+  KEEP='[not, "no", never, nothing, none, nor, cannot, may, might, could, would, should, perhaps, seem, seems, seemed,
+    seeming, very, too, less, least, more, most, much, however, although, but, well, only]'
   SPLITS=dev evaluate prompteol baseline:prompteol
   SPLITS=dev evaluate text2token "$RUNS/cmp-text2token/final"
   # keep the negations, hedges, intensifiers and contrast words the stop-word filter removes (polarity, hedging)
@@ -77,6 +79,9 @@ text2token compare $RES/text2token.json "${seeds[@]}" $RES/abl-*.json --output $
   --title "Text2Token ablations, ${STEPS} + ${STEPS} steps each (offline suite, test split)"
 [ -f "$RUNS/cmp-text2token/coopt.png" ] && cp "$RUNS/cmp-text2token/coopt.png" "$RUNS/cmp-text2token/metrics.jsonl" "$RES/" \
   && mv "$RES/metrics.jsonl" "$RES/coopt-metrics.jsonl"
+if [ -d "$RUNS/cmp-abl-no-punctuation-filter" ] && [ -d "$RUNS/cmp-probe-keep-stopwords" ] && [ -d "$RUNS/cmp-simcse-full" ]; then
+  python scripts/ablation_checks.py --runs "$RUNS"  # the facts behind the README's reading of the ablations
+fi
 if ls $RES/dev/*.json >/dev/null 2>&1; then
   text2token compare $RES/dev/*.json --output $RES/dev/comparison --title "offline suite, dev split"
 fi
