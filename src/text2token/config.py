@@ -246,8 +246,56 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {msg}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise Text2TokenError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise Text2TokenError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise Text2TokenError(f"{path}: expected a mapping of settings at the top level")
+    return loaded
+
+
+def _merge(tree: dict, changes: dict, where: str) -> None:
+    """Applies ``changes`` to ``tree`` in place: mappings merge key by key, other values replace, and a dotted
+    key (``stages.1.targets: data``) sets one value as an override would."""
+    for key, value in changes.items():
+        if isinstance(key, str) and "." in key:
+            if key.startswith("stages.") and "stages" not in tree:
+                tree["stages"] = Config().to_dict()["stages"]
+            _set_dotted(tree, key, value)
+        elif isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value, f"{where}.{key}")
+        else:
+            tree[key] = copy.deepcopy(value)
+
+
+def _read_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's settings with its ``base:`` file (relative to it) applied underneath, recursively."""
+    path = path.resolve()
+    if path in chain:
+        raise Text2TokenError(f"{chain[0]}: config files name each other as base ({path.name} again)")
+    tree = _read_yaml(path)
+    base = tree.pop("base", None)
+    if base is None:
+        return tree
+    if not isinstance(base, str):
+        raise Text2TokenError(f"{path}: base must be a config file path, got {base!r}")
+    merged = _read_tree(path.parent / base, (*chain, path))
+    _merge(merged, tree, str(path))
+    return merged
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Reads a YAML config (default: ``configs/default.yaml``) and applies ``key=value`` overrides."""
+    """Reads a YAML config (default: ``configs/default.yaml``) and applies ``key=value`` overrides.
+
+    A config may start from another one: ``base: ../default.yaml`` (relative to the file), then only the
+    settings it changes, nested (``model: {pooling: mean}``) or dotted (``stages.1.targets: data``).
+    """
     if path is None:
         path = CONFIG_DIR / "default.yaml"
         if not path.exists():  # installed without the repo checkout: built-in defaults
@@ -255,25 +303,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise Text2TokenError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise Text2TokenError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise Text2TokenError(f"{path}: expected a mapping of settings at the top level")
-        tree = loaded
-    tree = copy.deepcopy(tree)
+        tree = _read_tree(Path(path))
     for key, value in parse_overrides(overrides or []):
         if key.startswith("stages.") and "stages" not in tree:
             tree["stages"] = Config().to_dict()["stages"]
         _set_dotted(tree, key, value)
-        source = source if not overrides else f"{source} (with overrides)"
+    if overrides:
+        source = f"{source} (with overrides)"
     try:
         return Config.model_validate(tree)
     except ValidationError as e:
