@@ -25,7 +25,7 @@ if [ ! -f /usr/share/wordnet/data.noun ]; then
              "/usr/share/wordnet) yourself for the WordNet suite data" >&2
     fi
 fi
-python -m text2token.suite_data --prepare || echo "warning: some evaluation suite data is missing (see above)" >&2
+python -m text2token.eval.suite_data --prepare || echo "warning: some evaluation suite data is missing (see above)" >&2
 # pyenv finds new console scripts only after a rehash (its pip hook does not run for `python -m pip`)
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 hash -r

@@ -34,7 +34,8 @@ def default_config(backbone: str | None = None):
 
 
 def load_encoder(cfg):
-    from text2token.encoder import Encoder, EncoderSettings
+    from text2token.model.encoder import Encoder
+    from text2token.model.settings import EncoderSettings
 
     m = cfg.model
     settings = EncoderSettings(pooling=m.pooling, attention=m.attention, prompt=m.prompt, max_length=m.max_length)

@@ -18,7 +18,7 @@ cat > "$RUN/bench.py" <<'PY'
 import json, os, sys, time
 import torch
 from text2token.config import load_config
-from text2token.train import train
+from text2token.training.loop import train
 
 run_dir, out, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 cfg = load_config("configs/smoke.yaml", overrides)

@@ -17,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from text2token.config import DataConfig
-from text2token.data import HeldoutSet, heldout_set
-from text2token.evaluate import retrieval_scores
-from text2token.search import MODES, IndexSettings, SearchIndex, retrieval_metrics
+from text2token.eval.heldout import HeldoutSet, heldout_set
+from text2token.eval.metrics import cosine, ranking_score
+from text2token.serving.search import MODES, IndexSettings, SearchIndex, retrieval_metrics
 
 K = 10
 
@@ -45,11 +47,11 @@ def evaluate_modes(encoder, data: HeldoutSet, k: int = K, modes=MODES, settings:
 
 
 def dense_check(index: SearchIndex, data: HeldoutSet, dense: dict, k: int, batch_size: int) -> dict:
-    """The dense row recomputed by ``text2token.evaluate.retrieval_scores`` (the training runs' metric)."""
+    """The dense row recomputed by ``text2token.eval.metrics.ranking_score`` (the suite's and training's metric)."""
     q, _ = index.encode_queries(list(data.queries), batch_size)
     d = index.dense.reconstruct_n(0, index.dense.ntotal)  # the flat index holds the documents' unit vectors
-    ref = retrieval_scores(q, d, k=k)
-    return {"evaluate.retrieval_scores": ref,
+    ref = ranking_score(cosine(q, d), np.arange(len(q)), k=k)
+    return {"metrics.ranking_score": ref,
             "agrees": all(abs(ref[m] - dense[m]) < 1e-4 for m in (f"ndcg@{k}", f"mrr@{k}"))}
 
 
@@ -107,7 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    from text2token.encoder import Encoder
+    from text2token.model.encoder import Encoder
 
     args = parse_args(argv)
     cfg = data_config(args.model)

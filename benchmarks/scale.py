@@ -57,11 +57,11 @@ def child(corpus: Path, work: Path, backbone: str | None, steps: int) -> dict:
     from transformers import AutoTokenizer
 
     from benchmarks.common import default_config
-    from text2token.backbone import resolve
+    from text2token.model.backbone import resolve
     from text2token.config import Config
     from text2token.data import load_corpus
     from text2token.targets import DataDrivenTargets, TargetStore
-    from text2token.train import train
+    from text2token.training.loop import train
 
     out = {"rss_after_imports_mb": round(rss_mb(), 1)}
     cfg = default_config(backbone)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def text_pool(n: int = 300, seed: int = 0) -> list[str]:
     """Real texts of mixed sizes: held-out Wikipedia descriptions (short) and lead passages (long), titles (1-3 words)."""
     from text2token.config import DataConfig
-    from text2token.data import heldout_set
+    from text2token.eval.heldout import heldout_set
 
     held = heldout_set(DataConfig(), n, seed=seed)
     words = [d.split()[0] for d in held.documents]
@@ -152,7 +152,7 @@ def measure(encoder, clients: int, requests: int, pool: list[str] | None = None,
     """Serves ``encoder`` on loopback, runs the load and the abuse cases, and reports RSS growth."""
     import psutil
 
-    from text2token.serve import ServerThread, create_app
+    from text2token.serving.serve import ServerThread, create_app
 
     pool = pool or text_pool()
     expected = encoder.encode(pool, normalize=True)
@@ -188,7 +188,9 @@ def _tiny_encoder():
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import make_model, make_tokenizer
 
-    from text2token.encoder import Encoder, EncoderSettings
+    from text2token.model.encoder import Encoder
+
+    from text2token.model.settings import EncoderSettings
 
     tokenizer = make_tokenizer()
     return Encoder(make_model(len(tokenizer)), tokenizer, EncoderSettings(pooling="mean", max_length=64), device="cpu")
@@ -211,7 +213,7 @@ def main() -> None:
         return
     if not (args.tiny or args.model):
         parser.error("give --model DIR or --tiny")
-    from text2token.encoder import Encoder
+    from text2token.model.encoder import Encoder
 
     encoder = _tiny_encoder() if args.tiny else Encoder.load(args.model)
     result = {"model": "tiny" if args.tiny else args.model, **measure(encoder, args.clients, args.requests)}

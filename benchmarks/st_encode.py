@@ -23,8 +23,8 @@ SIZES = {"default": {"texts": 64, "batch_size": 16, "rounds": 3},
 def run(cfg, size: dict) -> tuple[dict, str]:
     from sentence_transformers import SentenceTransformer
 
-    from text2token.encoder import Encoder
-    from text2token.export import export_sentence_transformers
+    from text2token.model.encoder import Encoder
+    from text2token.serving.export import export_sentence_transformers
 
     tmp = tempfile.TemporaryDirectory(prefix="t2t-bench-")
     model_dir, st_dir = Path(tmp.name) / "model", Path(tmp.name) / "st"

@@ -2,7 +2,7 @@
 
     python -m benchmarks --only train_step
 
-Both sides train what ``train.py`` trains by default (``setup_trainable``: the top 8 layers and the final
+Both sides train what training trains by default (``mark_trainable``: the top 8 layers and the final
 norm; the frozen bottom builds no graph) with AdamW and gradient clipping, on the same batches of 16 passages:
 
 - ``text2token``: the training loop's step: targets from a ``TargetStore`` (``get``), ``Encoder.tokenize``,
@@ -39,10 +39,10 @@ def dense_kl(logits: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> 
 
 
 def run(cfg, size: dict) -> tuple[dict, str]:
-    from text2token.losses import token_kl
-    from text2token.pooling import pool
+    from text2token.training.objectives import token_kl
+    from text2token.model.pooling import pool
     from text2token.targets import DataDrivenTargets, TargetStore
-    from text2token.train import setup_trainable
+    from text2token.training.trainable import mark_trainable
 
     encoder = load_encoder(cfg)
     bs, steps = size["batch_size"], size["steps_per_round"]
@@ -54,7 +54,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     store = TargetStore.build(Path(tmp.name) / "store", "bench", np.arange(len(texts)),
                               lambda i, j: texts[i:j], dd.transform, cfg.targets.data_driven.top_k,
                               show_progress=False)
-    setup_trainable(encoder, cfg)
+    mark_trainable(encoder.model, cfg.train)
     encoder.model.train()
     top = [p for p in encoder.model.parameters() if p.requires_grad]
     everything = list(encoder.model.parameters())

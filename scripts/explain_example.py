@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 from text2token.config import load_config
-from text2token.data import heldout_set
-from text2token.encoder import Encoder, EncoderSettings
-from text2token.plots import plot_token_panels
+from text2token.eval.heldout import heldout_set
+from text2token.model.encoder import Encoder
+from text2token.model.settings import EncoderSettings
+from text2token.eval.plots import plot_token_panels
 
 ROOT = Path(__file__).resolve().parents[1]
 

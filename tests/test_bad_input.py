@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from conftest import TINY_CORPUS, assert_one_line_error, run_cli
+from helpers import TINY_CORPUS, assert_one_line_error, run_cli
 
 
 @contextmanager
@@ -42,7 +42,7 @@ def test_one_megabyte_text_is_truncated_and_encoded(monkeypatch, capsys, tmp_pat
 def test_tokenizer_without_pad_token_uses_eos(tmp_path, tiny_dir):
     from transformers import AutoTokenizer
 
-    from text2token.backbone import load_backbone
+    from text2token.model.encoder import Encoder
 
     no_pad = tmp_path / "no-pad"
     import shutil
@@ -52,8 +52,8 @@ def test_tokenizer_without_pad_token_uses_eos(tmp_path, tiny_dir):
     tok.pad_token = None
     tok.save_pretrained(no_pad)
     assert AutoTokenizer.from_pretrained(no_pad).pad_token is None
-    _, tokenizer = load_backbone(str(no_pad))
-    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    tokenizer = Encoder.from_backbone(str(no_pad), device="cpu").tokenizer
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id is not None
 
 
 def test_read_only_output_dir(monkeypatch, capsys, tmp_path, model_dir):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 
-from conftest import TINY_CORPUS, assert_one_line_error, run_cli, make_model
+from helpers import TINY_CORPUS, assert_one_line_error, run_cli, make_model
 
 
 @pytest.fixture()

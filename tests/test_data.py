@@ -3,9 +3,9 @@ import pytest
 from text2token.config import DataConfig
 import numpy as np
 
-from text2token.data import (TextFile, heldout_set, is_heldout, load_corpus, read_texts, split_passages,
-                            wiki_articles)
+from text2token.data import TextFile, load_corpus, read_texts, split_passages, wiki_articles
 from text2token.errors import Text2TokenError
+from text2token.eval.heldout import heldout_set, is_heldout
 
 
 def test_split_passages_keeps_sentences_and_limits_words():
@@ -78,7 +78,7 @@ def test_max_texts_is_seeded_subsample():
 ])
 def test_text_file_equals_the_list(tmp_path, name, content):
     """The lazily read corpus gives the same texts as read_texts, by index, slice, iteration and subset."""
-    from text2token.encoder import check_texts
+    from text2token.model.encoder import check_texts
     from text2token.targets.store import texts_fingerprint
 
     path = tmp_path / name

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from text2token.config import CONFIG_DIR, load_config
-from text2token.data import heldout_set, load_corpus
-from text2token.encoder import Encoder, EncoderSettings
-from text2token.losses import token_kl
+from text2token.data import load_corpus
+from text2token.eval.heldout import heldout_set
+from text2token.model.encoder import Encoder
+from text2token.model.settings import EncoderSettings
+from text2token.training.objectives import token_kl
 from text2token.targets.data_driven import DataDrivenTargets
 
 pytestmark = pytest.mark.integration

@@ -7,16 +7,20 @@ __all__ = ["Encoder", "EncoderSettings", "Text2TokenError", "load_config", "trai
 
 
 def __getattr__(name):  # keep `import text2token` light: torch/transformers load on first use
-    if name in ("Encoder", "EncoderSettings"):
-        from . import encoder
+    if name == "Encoder":
+        from .model.encoder import Encoder
 
-        return getattr(encoder, name)
+        return Encoder
+    if name == "EncoderSettings":
+        from .model.settings import EncoderSettings
+
+        return EncoderSettings
     if name == "load_config":
         from .config import load_config
 
         return load_config
     if name == "train":
-        from .train import train
+        from .training.loop import train
 
         return train
     raise AttributeError(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -74,7 +75,7 @@ def train(
 
     Runs as it is under torchrun / accelerate launch (one process per GPU; see docs/multi-node.md)."""
     from .config import load_config
-    from .train import train as run_training
+    from .training.loop import train as run_training
 
     cfg = load_config(config, [*(overrides or []), *(["data.skip_bad_lines=true"] if skip_bad_lines else [])])
     if dry_run:
@@ -89,8 +90,8 @@ def train(
 
 
 def _print_plan(cfg, architecture, num_gpus, sharding, gpu_memory) -> None:
-    from .distributed import world_size_from_env
-    from .plan import dry_run
+    from .training.distributed import world_size_from_env
+    from .training.plan import dry_run
 
     plan = dry_run(cfg, architecture, num_gpus or world_size_from_env(), sharding, gpu_memory)
     out.print("\n".join(plan.lines()), highlight=False, soft_wrap=True)
@@ -131,7 +132,7 @@ def encode(
     import numpy as np
 
     from .data import read_texts
-    from .encoder import Encoder
+    from .model.encoder import Encoder
     from .files import atomic_write
 
     if output.suffix != ".npy":
@@ -153,14 +154,14 @@ def explain(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw them as a bar chart (.png/.svg/.pdf)."),
 ):
     """Show the top tokens of a text's embedding, decoded through the LM head."""
-    from .encoder import Encoder
+    from .model.encoder import Encoder
 
     if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise Text2TokenError(f"--plot {plot}: expected a .png, .svg or .pdf file name")
     encoder = Encoder.load(model)
     pairs = encoder.explain(text, top_k=top_k)
     if plot is not None:
-        from .plots import plot_tokens
+        from .eval.plots import plot_tokens
 
         plot_tokens(pairs, plot, title=f"top {top_k} tokens: {text[:60]}")
         console.print(f"wrote {plot}")
@@ -183,7 +184,7 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="New (or empty) output directory."),
 ):
     """Export an encoder for other libraries (sentence-transformers: loads with SentenceTransformer(OUTPUT))."""
-    from .export import export as run_export
+    from .serving.export import export as run_export
 
     path = run_export(model, output, fmt)
     out.print(f"exported {model} as {fmt} to [bold]{path}[/bold]")
@@ -202,7 +203,7 @@ def serve(
                                           help="Require 'Authorization: Bearer KEY' on /v1/* (or TEXT2TOKEN_API_KEY)."),
 ):
     """Serve the encoder over HTTP with an OpenAI-compatible /v1/embeddings endpoint."""
-    from .serve import serve as run_server
+    from .serving.serve import serve as run_server
 
     run_server(model, host=host, port=port, name=name, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                normalize=normalize, api_key=api_key)
@@ -225,8 +226,8 @@ def index_cmd(
 ):
     """Index a corpus for search: dense vectors (faiss), sparse vocabulary weights and BM25."""
     from .data import read_texts
-    from .encoder import Encoder
-    from .search import IndexSettings, SearchIndex, check_output
+    from .model.encoder import Encoder
+    from .serving.search import IndexSettings, SearchIndex, check_output
 
     settings = IndexSettings(sparse_top_k=sparse_top_k, dense_index=dense_index)
     check_output(output)
@@ -250,7 +251,7 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ):
     """Search an index; sparse, hybrid and bm25 hits show the query tokens they matched."""
-    from .search import SearchIndex
+    from .serving.search import SearchIndex
 
     hits = SearchIndex.load(index, model=model).search(query, mode=mode, k=k, fusion=fusion,
                                                         dense_weight=dense_weight)
@@ -288,9 +289,9 @@ def eval_cmd(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
 ):
     """Score a model on the offline suite (10 tasks, 5 task types); prints a table, writes JSON."""
-    from .baselines import load_model
+    from .eval.baselines import load_model
     from .files import atomic_write
-    from .suite import load_suite, run_suite
+    from .eval.suite import load_suite, run_suite
 
     if suite != "offline":
         raise Text2TokenError(f"unknown suite {suite!r} (choose offline; MTEB tasks run with `text2token mteb`)")
@@ -329,8 +330,8 @@ def compare(
     title: str = typer.Option("offline suite", "--title"),
 ):
     """A markdown table and a grouped bar chart (PNG) of several eval results."""
-    from .plots import plot_comparison
-    from .report import comparison_table, load_results
+    from .eval.plots import plot_comparison
+    from .eval.report import comparison_table, load_results
 
     runs = load_results(results)
     table = comparison_table(runs)
@@ -359,7 +360,7 @@ def mteb_cmd(
 ):
     """Evaluate an encoder on MTEB v2 tasks or a benchmark (downloads the datasets; needs internet)."""
     try:
-        from . import mteb_model
+        mteb_model = importlib.import_module("text2token.eval.mteb")
     except ImportError as e:
         raise Text2TokenError(f"mteb is not installed ({e.name or e}): pip install 'text2token[mteb]'") from None
 

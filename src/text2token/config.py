@@ -13,8 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Text2TokenError
+from .eval.heldout import HELDOUT_FRACTION
+from .model.settings import DEFAULT_PROMPT, MIN_LENGTH, EncoderSettings, check_prompt
+from .model.attention import check_attention
+from .model.pooling import check_pooling
 
-DEFAULT_PROMPT = 'This sentence: "{text}" means in one word: "'
+_ENCODER = EncoderSettings()  # the encoder's defaults, defined once in model/settings.py
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -22,26 +26,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _as_value_error(check, value):
+    """Runs a shared check inside a pydantic validator (which reports ValueErrors with the key's path)."""
+    try:
+        return check(value)
+    except Text2TokenError as e:
+        raise ValueError(str(e)) from None
+
+
 class ModelConfig(_Strict):
-    """The backbone and how an embedding is read from it."""
+    """The backbone and how an embedding is read from it (defaults: :class:`EncoderSettings`)."""
 
     backbone: str = "smollm2-135m"
     """A built-in alias (``smollm2-135m``), a transformers model directory, or a ``.gguf`` file."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    attention: Literal["causal", "bidirectional"] = "causal"
-    pooling: Literal["mean", "eos", "weighted_mean"] = "eos"
-    prompt: str = DEFAULT_PROMPT
+    attention: str = _ENCODER.attention
+    """``causal`` or ``bidirectional`` (see model/attention.py)."""
+    pooling: str = _ENCODER.pooling
+    """A name from the pooling registry (model/pooling.py): ``mean``, ``eos``, ``weighted_mean``."""
+    prompt: str = _ENCODER.prompt
     """Template around each text; ``{text}`` marks where it goes. ``"{text}"`` means no prompt."""
-    max_length: int = Field(80, ge=8)
+    max_length: int = Field(_ENCODER.max_length, ge=MIN_LENGTH)
     """Most tokens per input, prompt included; longer texts are cut (the text, never the prompt)."""
     trust_remote_code: bool = False
+
+    @field_validator("attention")
+    @classmethod
+    def _attention(cls, v: str) -> str:
+        return _as_value_error(check_attention, v)
+
+    @field_validator("pooling")
+    @classmethod
+    def _pooling(cls, v: str) -> str:
+        return _as_value_error(check_pooling, v)
 
     @field_validator("prompt")
     @classmethod
     def _has_slot(cls, v: str) -> str:
-        if v.count("{text}") != 1:
-            raise ValueError('must contain "{text}" exactly once')
-        return v
+        return _as_value_error(check_prompt, v)
+
+    def encoder_settings(self) -> EncoderSettings:
+        return EncoderSettings(pooling=self.pooling, attention=self.attention, prompt=self.prompt,
+                               max_length=self.max_length)
 
 
 class DataConfig(_Strict):
@@ -50,7 +76,7 @@ class DataConfig(_Strict):
     max_texts: int | None = Field(None, ge=1)
     passage_words: int = Field(40, ge=4)
     """``wiki`` only: sentences are grouped into passages of at most about this many words."""
-    heldout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    heldout_fraction: float = Field(HELDOUT_FRACTION, ge=0.0, lt=1.0)
     """``wiki`` only: the share of articles kept out of training for the before/after score."""
     skip_bad_lines: bool = False
     seed: int = 0
@@ -86,6 +112,7 @@ class ModelDerivedConfig(_Strict):
     """``prompt``: the frozen backbone's next token after ``prompt``; ``stage1``: the LM-head decoding of
     the model's own embeddings at the start of the stage (i.e. after stage 1)."""
     prompt: str = DEFAULT_PROMPT
+    """The summarising prompt of ``source: prompt`` (its next-token distribution is the target)."""
     top_k: int = Field(32, ge=1)
     temperature: float = Field(1.0, gt=0.0)
     filter_vocab: bool = True
@@ -96,7 +123,7 @@ class ModelDerivedConfig(_Strict):
     @field_validator("prompt")
     @classmethod
     def _has_slot(cls, v: str) -> str:
-        return ModelConfig._has_slot(v)
+        return _as_value_error(check_prompt, v)
 
 
 class TargetsConfig(_Strict):
@@ -109,20 +136,27 @@ class TargetsConfig(_Strict):
 
 class StageConfig(_Strict):
     name: str
-    objective: Literal["kl", "simcse", "mntp"] = "kl"
-    """``kl``: Text2Token (KL to the stage's target distribution). The baselines: ``simcse`` (unsupervised
-    SimCSE: dropout positives, in-batch negatives) and ``mntp`` (LLM2Vec's masked next-token prediction)."""
+    objective: str = "kl"
+    """A name from the objective registry (training/objectives.py): ``kl`` (Text2Token: KL to the stage's target
+    distribution), or the baselines ``simcse`` (unsupervised SimCSE) and ``mntp`` (LLM2Vec's masked next-token
+    prediction)."""
     targets: Literal["data", "model"] | None = None
-    """``kl`` only: data-driven or model-derived targets."""
+    """Objectives with targets (``kl``): data-driven or model-derived targets."""
     steps: int = Field(ge=1)
     lr: float | None = Field(None, gt=0.0)
     warmup_steps: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _targets(self) -> "StageConfig":
-        if self.objective == "kl" and self.targets is None:
-            raise ValueError(f"stage {self.name!r}: objective kl needs targets: data or model")
-        if self.objective != "kl" and self.targets is not None:
+        from .training.objectives import OBJECTIVES  # imports torch: only when a config is validated
+
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"stage {self.name!r}: unknown objective {self.objective!r} "
+                             f"(choose from {', '.join(OBJECTIVES)})")
+        needs = OBJECTIVES[self.objective].needs_targets
+        if needs and self.targets is None:
+            raise ValueError(f"stage {self.name!r}: objective {self.objective} needs targets: data or model")
+        if not needs and self.targets is not None:
             raise ValueError(f"stage {self.name!r}: objective {self.objective} takes no targets")
         return self
 

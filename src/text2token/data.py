@@ -1,8 +1,7 @@
-"""Corpora: the built-in Wikipedia passages (with a held-out split for scoring) and user .txt / .jsonl files."""
+"""Corpora: the built-in Wikipedia passages (held-out articles left out: eval/heldout.py) and .txt / .jsonl files."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -10,7 +9,6 @@ import operator
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 
 from .config import DataConfig
 from .errors import Text2TokenError
+from .eval.heldout import is_heldout
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +42,6 @@ def wiki_articles() -> tuple[dict, ...]:
                         "description": " ".join(str(item.get("description") or "").split()),
                         "topic": str(item.get("topic") or "")})
     return tuple(out)
-
-
-def is_heldout(title: str, fraction: float) -> bool:
-    """A stable split by title hash: the same article is held out on every machine and run."""
-    bucket = int.from_bytes(hashlib.sha256(title.encode()).digest()[:4], "big") % 10_000
-    return bucket < fraction * 10_000
-
-
-def eval_split(title: str, dev_share: float = 0.3) -> str:
-    """Which evaluation split a held-out article belongs to: ``dev`` (training-time scores, recipe choices) or
-    ``test`` (the offline suite's reported numbers). Stable by title hash, independent of ``is_heldout``."""
-    bucket = int.from_bytes(hashlib.sha256(f"suite-split:{title}".encode()).digest()[:4], "big") % 10_000
-    return "dev" if bucket < dev_share * 10_000 else "test"
 
 
 def split_passages(text: str, max_words: int) -> list[str]:
@@ -233,27 +219,3 @@ def load_corpus(cfg: DataConfig) -> list[str] | TextFile:
     if not len(texts):
         raise Text2TokenError(f"corpus {cfg.corpus!r} is empty")
     return texts
-
-
-@dataclass
-class HeldoutSet:
-    """Held-out Wikipedia articles: description -> lead passage retrieval, and topics for kNN."""
-
-    queries: list[str]
-    documents: list[str]
-    topics: list[str]
-
-
-def heldout_set(cfg: DataConfig, n_articles: int, seed: int = 0) -> HeldoutSet:
-    if cfg.corpus == "wiki" and cfg.heldout_fraction <= 0:
-        raise Text2TokenError("eval needs held-out articles: set data.heldout_fraction > 0 or eval.enabled=false")
-    fraction = cfg.heldout_fraction if cfg.corpus == "wiki" and cfg.heldout_fraction > 0 else 0.1
-    # only the dev part of the held-out articles: the test part belongs to the offline suite (text2token eval)
-    pool = [a for a in wiki_articles() if is_heldout(a["title"], fraction) and a["description"]
-            and a["topic"] and a["topic"] != "Uncategorized" and eval_split(a["title"]) == "dev"]
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(pool), min(n_articles, len(pool)), replace=False).tolist())
-    chosen = [pool[i] for i in pick]
-    return HeldoutSet(queries=[a["description"] for a in chosen],
-                      documents=[split_passages(a["extract"], cfg.passage_words)[0] for a in chosen],
-                      topics=[a["topic"] for a in chosen])

@@ -69,3 +69,29 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def tensor_digest(named_tensors, extra: object = None) -> str:
+    """sha256 hex digest of ``(name, tensor)`` pairs (torch or numpy): name, dtype, shape and raw bytes of each,
+    in the order given, then ``extra`` as key-sorted JSON. The one weight hasher (targets, MTEB, scripts)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name, tensor in named_tensors:
+        if hasattr(tensor, "detach"):  # torch: raw bytes through a uint8 view (bfloat16 has no numpy dtype)
+            import torch
+
+            t = tensor.detach().to("cpu").contiguous()
+            dtype, shape = str(t.dtype).replace("torch.", ""), tuple(t.shape)
+            data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        else:
+            arr = np.ascontiguousarray(tensor)
+            dtype, shape, data = str(arr.dtype), tuple(arr.shape), arr.tobytes()
+        h.update(f"{name}|{dtype}|{shape}".encode())
+        h.update(data)
+    if extra is not None:
+        h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()

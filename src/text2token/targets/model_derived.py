@@ -4,7 +4,7 @@
                       distribution after e.g. ``This sentence: "<d>" means in one word: "``
     source = stage1:  p(t | d) = softmax(LM_head(pool(h(d))) / T), the decoding of the model's own embedding
                       (computed at the start of the stage, i.e. from the stage-1 model)
-    q(d) = top_k(p(. | d) * allowed), renormalised            (allowed: the vocabulary filter, no fragments rule)
+    q(d) = top_k(p(. | d) * allowed), renormalised            (allowed: vocab.target_mask, no fragments rule)
     target(d) = (1 - mix_data) * q(d) + mix_data * data_driven(d), merged, renormalised
 """
 
@@ -17,9 +17,10 @@ import scipy.sparse as sp
 import torch
 
 from ..config import ModelDerivedConfig
-from ..encoder import Encoder, EncoderSettings
+from ..model.encoder import Encoder
+from ..model.settings import EncoderSettings
 from .data_driven import DataDrivenTargets, topk_rows
-from .vocab import VocabFilter
+from .vocab import VocabFilter, target_mask
 
 
 def mix(a_ids: np.ndarray, a_w: np.ndarray, b_ids: np.ndarray, b_w: np.ndarray, b_share,
@@ -51,10 +52,7 @@ class ModelDerivedTargets:
             self.encoder = Encoder(encoder.model, encoder.tokenizer, settings)
         else:  # the model's own embedding, as it encodes texts
             self.encoder = encoder
-        mask = vocab.allowed(special=True, punctuation=cfg.filter_vocab, stopwords=cfg.filter_vocab, fragments=False)
-        if cfg.filter_vocab:
-            mask &= ~vocab.short
-        self.vocab_mask = torch.from_numpy(mask)
+        self.vocab_mask = torch.from_numpy(target_mask(vocab, cfg.filter_vocab))
         self.data = data if cfg.mix_data > 0 else None
         self._data_weights = self.data.token_weights() if self.data is not None else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -64,6 +64,45 @@ class VocabFilter:
         if fragments:
             bad |= self.fragment | self.short
         return ~bad
+
+
+@dataclass
+class TargetVocab:
+    """The tokens a model-derived target, and a sparse search vector, may hold: the one vocabulary mask.
+
+    Training records it in the saved encoder (``text2token.json``: ``target_vocab``), so search filters with
+    the settings the model was trained with; models saved before it was recorded get these defaults.
+    """
+
+    filter: bool = True
+    """Remove punctuation, stop words and tokens shorter than ``min_chars`` (special tokens always go)."""
+    min_chars: int = 2
+    keep_stopwords: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, data_driven, model_derived) -> "TargetVocab":
+        """From a run config's ``targets.data_driven`` (word rules) and ``targets.model_derived`` (the switch)."""
+        return cls(filter=model_derived.filter_vocab, min_chars=data_driven.min_chars,
+                   keep_stopwords=list(data_driven.keep_stopwords))
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "TargetVocab":
+        return cls(**(data or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def mask(self, tokenizer, vocab_size: int) -> np.ndarray:
+        vocab = VocabFilter.from_tokenizer(tokenizer, vocab_size, min_chars=self.min_chars,
+                                           keep_stopwords=self.keep_stopwords)
+        return target_mask(vocab, self.filter)
+
+
+def target_mask(vocab: VocabFilter, filter: bool = True) -> np.ndarray:
+    """Bool [V], True = a model-derived target / sparse search token may be this one. Special tokens never;
+    with ``filter`` no punctuation, stop words or short tokens. Fragments stay (the backbone predicts them)."""
+    mask = vocab.allowed(special=True, punctuation=filter, stopwords=filter, fragments=False)
+    return mask & ~vocab.short if filter else mask
 
 
 def word_start_prefix(tokenizer) -> str:

@@ -1,0 +1,106 @@
+"""Scores of embeddings, pure functions used by every caller (suite, training's before/after, probe, search).
+
+Ranking has one definition, :func:`rank_metrics`: one relevant candidate per query, ties broken at random *in
+expectation* (a relevant candidate tied with ``t`` others scores the mean of the metric over the ``t + 1``
+positions). A strict ``>`` would hand every tie to the relevant candidate and bias scores upward.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def normalize_rows(x):
+    """L2-normalised rows (dense or scipy sparse), float32."""
+    from sklearn.preprocessing import normalize
+
+    return normalize(x.astype(np.float32))
+
+
+def cosine(a, b) -> np.ndarray:
+    """Cosine similarities [len(a), len(b)] as a dense array."""
+    sims = normalize_rows(a) @ normalize_rows(b).T
+    return sims.toarray() if sp.issparse(sims) else np.asarray(sims)
+
+
+def rank_metrics(above: np.ndarray, tied: np.ndarray, n_candidates: int, k: int = 10) -> dict[str, float]:
+    """nDCG@k, MRR@k, MAP (= MRR without cut-off), recall@1 and recall@k, averaged over queries.
+
+    ``above[i]``: candidates scored strictly higher than query i's relevant one; ``tied[i]``: candidates with the
+    same score, the relevant one included (>= 1).
+    """
+    above = np.asarray(above, dtype=np.int64)
+    tied = np.maximum(np.asarray(tied, dtype=np.int64), 1)
+    pos = np.arange(n_candidates + 1, dtype=float)  # 0 = first
+    at_position = {f"ndcg@{k}": np.where(pos < k, 1.0 / np.log2(pos + 2), 0.0),
+                   f"mrr@{k}": np.where(pos < k, 1.0 / (pos + 1), 0.0),
+                   "map": 1.0 / (pos + 1),
+                   "recall@1": (pos == 0).astype(float),
+                   f"recall@{k}": (pos < k).astype(float)}
+    out = {}
+    for name, at in at_position.items():  # mean over positions above .. above + tied - 1, by cumulative sums
+        cum = np.concatenate([[0.0], np.cumsum(at)])
+        out[name] = float(np.mean((cum[above + tied] - cum[above]) / tied))
+    return out
+
+
+def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Rank metrics of a score matrix [queries, candidates]; ``relevant[i]`` is query i's relevant column."""
+    relevant = np.asarray(relevant)
+    target = sims[np.arange(len(relevant)), relevant]
+    above = (sims > target[:, None]).sum(1)
+    tied = (sims == target[:, None]).sum(1)
+    return rank_metrics(above, tied, sims.shape[1], k)
+
+
+def knn_accuracy(embeddings: np.ndarray, labels: Sequence[str], k: int = 10) -> float:
+    """Leave-one-out k-nearest-neighbour (cosine) majority-vote accuracy."""
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    names, y = np.unique(np.asarray(labels), return_inverse=True)
+    nn = np.argsort(-sims, axis=1)[:, :k]
+    votes = np.zeros((len(y), len(names)))
+    np.add.at(votes, (np.repeat(np.arange(len(y)), k), y[nn].ravel()), 1.0)
+    return float(np.mean(votes.argmax(1) == y))
+
+
+def classification_score(x, labels: Sequence[str], folds: int = 5, seed: int = 0) -> dict:
+    """Stratified k-fold logistic regression on frozen embeddings (standardised per fold): accuracy, macro-F1."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(labels)
+    acc, f1 = [], []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        clf = make_pipeline(StandardScaler(with_mean=not sp.issparse(x)), LogisticRegression(max_iter=2000))
+        clf.fit(x[train], y[train])
+        pred = clf.predict(x[test])
+        acc.append(accuracy_score(y[test], pred))
+        f1.append(f1_score(y[test], pred, average="macro"))
+    return {"accuracy": float(np.mean(acc)), "f1": float(np.mean(f1))}
+
+
+def clustering_score(x, labels: Sequence[str], seeds: int = 3) -> dict:
+    """k-means (k = number of labels) on unit vectors, v-measure against the labels, mean over seeds."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import v_measure_score
+
+    x = normalize_rows(x)
+    k = len(set(labels))
+    scores = [v_measure_score(labels, KMeans(k, n_init=5, random_state=s).fit_predict(x)) for s in range(seeds)]
+    return {"v_measure": float(np.mean(scores))}
+
+
+def pair_score(sims: np.ndarray, labels: np.ndarray) -> dict:
+    """Pair classification from cosine similarity: average precision (MTEB's main metric) and best accuracy."""
+    from sklearn.metrics import average_precision_score
+
+    best = max(np.mean((sims >= t) == labels.astype(bool)) for t in np.unique(sims))
+    return {"ap": float(average_precision_score(labels, sims)), "accuracy": float(best)}

@@ -1,0 +1,390 @@
+"""An OpenAI-compatible HTTP server for an encoder: ``/v1/embeddings``, ``/v1/explain``, ``/v1/models``, ``/health``.
+
+Requests from concurrent callers are batched together: each request puts its texts on an asyncio queue; one worker
+takes the first waiting request, gathers more for up to ``batch_wait_ms`` or until ``max_batch`` texts, and runs
+``encoder.encode`` on all of them in a single worker thread (so the event loop keeps serving and the model is only
+ever used by one thread). Bad input gets a 4xx answer in OpenAI's error shape
+``{"error": {"message", "type", "param", "code"}}``, never a 500.
+"""
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+
+from ..errors import Text2TokenError
+
+MAX_TOP_K = 100
+
+
+class APIError(Exception):
+    """An error answered to the client as ``{"error": {...}}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+# ---------------------------------------------------------------- request parsing
+async def read_json(request, max_body_bytes: int) -> dict:
+    """The request body as a JSON object; 413 if larger than ``max_body_bytes``, 400 if not UTF-8 JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise APIError(413, f"request body is larger than {max_body_bytes} bytes", code="request_too_large")
+    from starlette.requests import ClientDisconnect
+
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise APIError(413, f"request body is larger than {max_body_bytes} bytes", code="request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the caller went away mid-body (e.g. a slow client timing out): nothing to answer
+        raise APIError(400, "the client disconnected before sending the whole body", code="client_disconnected") from None
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise APIError(400, "request body is not valid UTF-8", code="invalid_encoding") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise APIError(400, f"request body is not valid JSON ({e.msg} at position {e.pos})",
+                       code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "request body is nested too deeply", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def parse_inputs(value: Any, max_inputs: int, max_chars: int) -> list[str]:
+    """``input`` (a string or a list of strings) as a non-empty list of non-blank strings within the limits."""
+    if value is None:
+        raise APIError(400, "'input' is required", param="input", code="missing_required_parameter")
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list):
+        raise APIError(400, f"'input' must be a string or a list of strings, not {type(value).__name__}",
+                       param="input", code="invalid_type")
+    if not texts:
+        raise APIError(400, "'input' is an empty list", param="input", code="invalid_value")
+    if len(texts) > max_inputs:
+        raise APIError(400, f"'input' has {len(texts)} items; at most {max_inputs} are allowed", param="input",
+                       code="too_many_inputs")
+    for i, text in enumerate(texts):
+        where = "'input'" if isinstance(value, str) else f"'input[{i}]'"
+        if not isinstance(text, str):
+            hint = " (token-id input is not supported; send text)" if isinstance(text, (int, list)) else ""
+            raise APIError(400, f"{where} must be a string, not {type(text).__name__}{hint}", param="input",
+                           code="invalid_type")
+        if not text.strip():
+            raise APIError(400, f"{where} is empty or whitespace-only", param="input", code="invalid_value")
+        if len(text) > max_chars:
+            raise APIError(400, f"{where} has {len(text)} characters; at most {max_chars} are allowed",
+                           param="input", code="input_too_long")
+    return texts
+
+
+def check_options(body: dict, hidden_size: int) -> str:
+    """Validates ``model``, ``encoding_format``, ``dimensions``, ``user``; returns the encoding format."""
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise APIError(400, "'model' must be a string", param="model", code="invalid_type")
+    fmt = body.get("encoding_format")
+    fmt = "float" if fmt is None else fmt
+    if fmt not in ("float", "base64"):
+        raise APIError(400, f"'encoding_format' must be 'float' or 'base64', not {fmt!r}", param="encoding_format",
+                       code="invalid_value")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or dims != hidden_size):
+        raise APIError(400, f"'dimensions' must be {hidden_size} for this model (got {dims!r})", param="dimensions",
+                       code="invalid_value")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise APIError(400, "'user' must be a string", param="user", code="invalid_type")
+    return fmt
+
+
+def parse_top_k(value: Any) -> int:
+    """``top_k`` for /v1/explain: an integer in 1..MAX_TOP_K (default 10)."""
+    if value is None:
+        return 10
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise APIError(400, f"'top_k' must be an integer from 1 to {MAX_TOP_K}", param="top_k", code="invalid_value")
+    return value
+
+
+def encode_vector(vector: np.ndarray, fmt: str) -> list[float] | str:
+    """One embedding as JSON floats or as base64 of little-endian float32 (what OpenAI's client decodes)."""
+    if fmt == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return np.asarray(vector, dtype=np.float32).tolist()
+
+
+# ---------------------------------------------------------------- dynamic batching
+class Batcher:
+    """Collects texts of concurrent requests into batches and runs ``run(texts)`` on them in one thread."""
+
+    def __init__(self, run: Callable[[list[str]], tuple[np.ndarray, list[int]]], executor: ThreadPoolExecutor,
+                 max_batch: int, batch_wait_ms: float):
+        self.run, self.executor = run, executor
+        self.max_batch, self.wait_s = max_batch, batch_wait_ms / 1000.0
+        self.queue: asyncio.Queue | None = None
+        self.worker: asyncio.Task | None = None
+        self._getter: asyncio.Task | None = None
+
+    async def submit(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Vectors and token counts of ``texts``, computed in a batch with other waiting requests."""
+        if self.worker is None or self.worker.done():
+            self.queue = asyncio.Queue()
+            self.worker = asyncio.create_task(self._work())
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, future))
+        return await future
+
+    async def close(self) -> None:
+        for task in (self.worker, self._getter):
+            if task is not None:
+                task.cancel()
+        self.worker = self._getter = None
+
+    async def _next(self, timeout: float | None):
+        """The next queued request, or None after ``timeout`` seconds (the pending get is kept, not lost)."""
+        if self._getter is None:
+            if not self.queue.empty():
+                return self.queue.get_nowait()
+            self._getter = asyncio.ensure_future(self.queue.get())
+        done, _ = await asyncio.wait({self._getter}, timeout=timeout)
+        if not done:
+            return None
+        item, self._getter = self._getter.result(), None
+        return item
+
+    async def _collect(self) -> list[tuple[list[str], asyncio.Future]]:
+        jobs = [await self._next(None)]
+        count = len(jobs[0][0])
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while count < self.max_batch:
+            item = await self._next(max(0.0, deadline - asyncio.get_running_loop().time()))
+            if item is None:
+                break
+            jobs.append(item)
+            count += len(item[0])
+        return [job for job in jobs if not job[1].done()]
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._collect()
+            if not jobs:
+                continue
+            texts = [t for job_texts, _ in jobs for t in job_texts]
+            try:
+                vectors, counts = await loop.run_in_executor(self.executor, self.run, texts)
+            except Exception as e:  # handed to each waiting request, which answers it
+                for _, future in jobs:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            start = 0
+            for job_texts, future in jobs:
+                end = start + len(job_texts)
+                if not future.done():
+                    future.set_result((vectors[start:end], counts[start:end]))
+                start = end
+
+
+# ---------------------------------------------------------------- the app
+def _error_response(err: APIError):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(err.body(), status_code=err.status)
+
+
+def _install_error_handlers(app) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(APIError)
+    async def _api_error(_, exc: APIError):
+        return _error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_, exc: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return _error_response(APIError(exc.status_code, str(exc.detail), code=code))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_, exc: RequestValidationError):
+        return _error_response(APIError(400, str(exc.errors()[0].get("msg", "invalid request"))))
+
+    @app.exception_handler(Exception)
+    async def _server_error(_, exc: Exception):
+        return _error_response(APIError(500, f"internal error: {type(exc).__name__}", kind="server_error"))
+
+
+def _require_api_key(app, api_key: str) -> None:
+    """Answers 401 (OpenAI's shape) to ``/v1/*`` requests without ``Authorization: Bearer <api_key>``."""
+    import hmac
+
+    expected = f"Bearer {api_key}".encode()
+
+    @app.middleware("http")
+    async def _check_key(request, call_next):
+        if request.url.path.startswith("/v1/"):
+            sent = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(sent, expected):
+                return _error_response(APIError(401, "invalid or missing API key (send Authorization: Bearer KEY)",
+                                                code="invalid_api_key"))
+        return await call_next(request)
+
+
+def _require_server_packages() -> None:
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Text2TokenError(f"serve needs {' and '.join(missing)} (pip install {' '.join(missing)})")
+
+
+def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int = 50_000,
+               max_body_bytes: int = 8 * 1024 * 1024, batch_wait_ms: float = 5.0, max_batch: int = 32,
+               normalize: bool = True, api_key: str | None = None):
+    """A FastAPI app serving ``encoder`` under the OpenAI embeddings API as ``model_name``.
+
+    ``api_key``: when set, every ``/v1/*`` request must send ``Authorization: Bearer <api_key>`` (compared in
+    constant time); ``/health`` stays open.
+
+    ``max_inputs``: texts per request; ``max_chars``: characters per text; ``max_body_bytes``: request size;
+    ``batch_wait_ms``/``max_batch``: how long the batcher waits for more requests / the most texts per batch;
+    ``normalize``: unit-length vectors, as OpenAI's are (``Encoder.encode(texts, normalize=True)``).
+    """
+    _require_server_packages()
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    if max_inputs < 1 or max_chars < 1 or max_body_bytes < 1 or max_batch < 1 or batch_wait_ms < 0:
+        raise Text2TokenError("serve: limits must be positive (and batch_wait_ms >= 0)")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text2token-model")
+    created = int(time.time())
+
+    def embed(texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        vectors = encoder.encode(texts, batch_size=max_batch, normalize=normalize, show_progress_bar=False)
+        counts = encoder.tokenize(texts)[0]["attention_mask"].sum(1).tolist()
+        return vectors, counts
+
+    batcher = Batcher(embed, executor, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+        await batcher.close()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="text2token", lifespan=lifespan)
+    _install_error_handlers(app)
+    if api_key:
+        _require_api_key(app, api_key)
+
+    async def model_call(fn, *args):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except Text2TokenError as e:
+            raise APIError(400, str(e), param="input") from None
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
+                                            "owned_by": "text2token"}]}
+
+    # (no `from __future__ import annotations` in this module: FastAPI must see the real Request class)
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        body = await read_json(request, max_body_bytes)
+        fmt = check_options(body, encoder.hidden_size)
+        texts = parse_inputs(body.get("input"), max_inputs, max_chars)
+        try:
+            vectors, counts = await batcher.submit(texts)
+        except Text2TokenError as e:
+            raise APIError(400, str(e), param="input") from None
+        data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)}
+                for i, v in enumerate(vectors)]
+        tokens = int(sum(counts))
+        return JSONResponse({"object": "list", "data": data, "model": model_name,
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    @app.post("/v1/explain")
+    async def explain(request: Request):
+        body = await read_json(request, max_body_bytes)
+        texts = parse_inputs(body.get("input"), max_inputs, max_chars)
+        top_k = parse_top_k(body.get("top_k"))
+        pairs = await model_call(lambda: [encoder.explain(t, top_k=top_k) for t in texts])
+        data = [{"object": "explanation", "index": i,
+                 "tokens": [{"token": tok, "probability": p} for tok, p in row]} for i, row in enumerate(pairs)]
+        return JSONResponse({"object": "list", "data": data, "model": model_name})
+
+    return app
+
+
+def default_model_name(model_dir) -> str:
+    """The name the server reports: the model directory's name (its run's name for ``<run>/final``)."""
+    from pathlib import Path
+
+    path = Path(model_dir).resolve()
+    return path.parent.name if path.name == "final" and path.parent.name else path.name
+
+
+def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, **limits) -> None:
+    """Loads the encoder in ``model_dir`` and serves it with uvicorn until interrupted."""
+    _require_server_packages()
+    import uvicorn
+
+    from ..model.encoder import Encoder
+
+    encoder = Encoder.load(model_dir)
+    app = create_app(encoder, name or default_model_name(model_dir), **limits)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on a free 127.0.0.1 port in a background thread, for a ``with`` block (tests and
+    the load benchmark)."""
+
+    def __init__(self, app, log_level: str = "warning"):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
