@@ -6,6 +6,8 @@
 # Usage (from the repository root): scripts/run_comparison.sh [STEPS_PER_STAGE]
 #   SPLITS="test dev" also scores every model on dev; DEV_PROBES=1 adds the recipe probes (dev only);
 #   SKIP_FULL_SIMCSE=1 leaves out SimCSE at 150 + 150 steps (~25 minutes); HEAVY_LOCK=FILE the flock file.
+# The runs are config files: configs/comparison/ (text2token, text2token-seed1), configs/baselines/, every
+# configs/ablations/NAME.yaml (abl-NAME) and configs/probes/NAME.yaml (probe-NAME); the script sets only the budget.
 set -euo pipefail
 STEPS=${1:-${COMPARE_STEPS:-60}}
 SPLITS=${SPLITS:-test}
@@ -23,13 +25,17 @@ evaluate() {  # NAME MODEL
   done
 }
 
-trained() {  # NAME CONFIG OVERRIDES...
-  local name=$1 config=$2; shift 2
-  local run="$RUNS/cmp-$name"
+# NAME CONFIG: trains CONFIG (a file under configs/) for STEPS per stage into runs/cmp-NAME, with its in-training
+# evaluation off (keep_eval=1 leaves the config's eval settings on), then scores it; STEPS=N before the call
+# changes the budget for that run only
+keep_eval=
+trained() {
+  local name=$1 config=$2
+  local run="$RUNS/cmp-$name" off=(eval.enabled=false); [ -n "$keep_eval" ] && off=()
   if [ ! -f "$run/final/text2token.json" ]; then
     local resume=(); [ -f "$run/config.yaml" ] && resume=(--resume)
     heavy "$run/final/text2token.json" text2token train --config "$config" --output "$run" "${resume[@]}" \
-      stages.0.steps=$STEPS stages.1.steps=$STEPS eval.enabled=false "$@"
+      stages.0.steps=$STEPS stages.1.steps=$STEPS "${off[@]}"
   fi
   evaluate "$name" "$run/final"
 }
@@ -39,36 +45,22 @@ for b in mean eos prompteol tfidf bm25 minilm; do evaluate "$b" "baseline:$b"; d
 # the default model as `text2token train` makes it (150 + 150 steps)
 if [ -d "$RUNS/default/final" ]; then evaluate text2token-default "$RUNS/default/final"; fi
 # same budget: Text2Token (with the co-optimisation probe every 10 steps) vs SimCSE vs LLM2Vec-style
-trained text2token configs/default.yaml eval.every=10 eval.enabled=true eval.articles=100
+keep_eval=1 trained text2token configs/comparison/reference.yaml
 trained simcse configs/baselines/simcse.yaml
 trained llm2vec configs/baselines/llm2vec.yaml
-# ablations of Text2Token at the same budget: one change each from configs/default.yaml
-trained abl-data-only configs/default.yaml stages.1.targets=data stages.1.name=data-driven-2
-trained abl-model-only configs/default.yaml stages.0.targets=model stages.0.name=model-derived-1
-trained abl-no-filters configs/default.yaml targets.data_driven.remove_stopwords=false \
-  targets.data_driven.remove_punctuation=false targets.data_driven.remove_fragments=false
-trained abl-mean-pooling configs/default.yaml model.pooling=mean
-trained abl-bidirectional configs/default.yaml model.attention=bidirectional
-trained abl-no-idf configs/default.yaml targets.data_driven.idf=none
-trained abl-no-stopword-filter configs/default.yaml targets.data_driven.remove_stopwords=false
-trained abl-no-fragment-filter configs/default.yaml targets.data_driven.remove_fragments=false
-trained abl-no-punctuation-filter configs/default.yaml targets.data_driven.remove_punctuation=false
-# bidirectional attention with the eos read-out breaks the PromptEOL embedding; with mean pooling it compares
-# to abl-mean-pooling (causal, mean)
-trained abl-bidirectional-mean configs/default.yaml model.attention=bidirectional model.pooling=mean
+# ablations of Text2Token at the same budget: configs/ablations/NAME.yaml, one change each from configs/default.yaml
+for f in configs/ablations/*.yaml; do trained "abl-$(basename "$f" .yaml)" "$f"; done
 # seed noise: the reference recipe again with another seed (other data order)
-trained text2token-seed1 configs/default.yaml train.seed=1
+trained text2token-seed1 configs/comparison/seed1.yaml
 # SimCSE at the default model's own budget (150 + 150 steps), to compare with text2token-default
-[ -n "${SKIP_FULL_SIMCSE:-}" ] || trained simcse-full configs/baselines/simcse.yaml stages.0.steps=150 stages.1.steps=150
+[ -n "${SKIP_FULL_SIMCSE:-}" ] || STEPS=150 trained simcse-full configs/baselines/simcse.yaml
 
 # recipe candidates (DEV_PROBES=1): trained like the ablations, scored on the dev split only, where choices are made
 if [ -n "${DEV_PROBES:-}" ]; then
-  KEEP='[not, "no", never, nothing, none, nor, cannot, may, might, could, would, should, perhaps, seem, seems, seemed,
-    seeming, very, too, less, least, more, most, much, however, although, but, well, only]'
   SPLITS=dev evaluate prompteol baseline:prompteol
   SPLITS=dev evaluate text2token "$RUNS/cmp-text2token/final"
-  # keep the negations, hedges, intensifiers and contrast words the stop-word filter removes (polarity, hedging)
-  SPLITS=dev trained probe-keep-stopwords configs/default.yaml "targets.data_driven.keep_stopwords=$KEEP"
+  # configs/probes/NAME.yaml -> probe-NAME, e.g. keep-stopwords: the stop-word filter keeps negations and hedges
+  for f in configs/probes/*.yaml; do SPLITS=dev trained "probe-$(basename "$f" .yaml)" "$f"; done
 fi
 
 main=(mean eos prompteol tfidf bm25 minilm text2token-default simcse-full text2token simcse llm2vec)
