@@ -1,4 +1,5 @@
-"""Runs the default training (or reads a finished run) and records its results in results/default/ and README.md.
+"""Runs the default training (or reads a finished run) and records its results in results/default/, then fills
+the include blocks of README.md and docs/*.md (scripts/update_readme.py).
 
 The copied files: eval.json, metrics.jsonl, config.yaml, loss.png and scores.md (the table the README includes).
 
