@@ -35,11 +35,9 @@ def default_config(backbone: str | None = None):
 
 def load_encoder(cfg):
     from text2token.model.encoder import Encoder
-    from text2token.model.settings import EncoderSettings
 
     m = cfg.model
-    settings = EncoderSettings(pooling=m.pooling, attention=m.attention, prompt=m.prompt, max_length=m.max_length)
-    return Encoder.from_backbone(m.backbone, settings, dtype=m.dtype, trust_remote_code=m.trust_remote_code,
+    return Encoder.from_backbone(m.backbone, m.encoder_settings(), dtype=m.dtype, trust_remote_code=m.trust_remote_code,
                                  device="cpu")
 
 
@@ -63,8 +61,9 @@ def mixed_texts(n: int, seed: int = 0) -> list[str]:
 def passages(n: int, seed: int = 0) -> list[str]:
     """``n`` 40-word Wikipedia passages (the training corpus), repeated if ``n`` is larger than the corpus."""
     from text2token.data import wiki_passages
+    from text2token.eval.split import HELDOUT_FRACTION
 
-    pool = wiki_passages(40, 0.1)
+    pool = wiki_passages(40, HELDOUT_FRACTION)
     rng = np.random.default_rng(seed)
     return [pool[i] for i in rng.choice(len(pool), n, replace=len(pool) < n)]
 

@@ -22,7 +22,8 @@ import numpy as np
 from text2token.config import DataConfig
 from text2token.eval.heldout import HeldoutSet, heldout_set
 from text2token.eval.metrics import cosine, ranking_score
-from text2token.serving.search import MODES, IndexSettings, SearchIndex, retrieval_metrics
+from text2token.serving.ranking import retrieval_metrics
+from text2token.serving.search import MODES, IndexSettings, SearchIndex
 
 K = 10
 

@@ -39,10 +39,11 @@ GOAL_MB = 500
 def write_corpus(path: Path, n: int, seed: int = 0) -> Path:
     """``n`` Wikipedia passages, repeated and shuffled, one per line (written in chunks)."""
     from text2token.data import wiki_passages
+    from text2token.eval.split import HELDOUT_FRACTION
 
     if path.is_file() and sum(1 for _ in open(path, "rb")) == n:
         return path
-    pool = np.array(wiki_passages(40, 0.1), dtype=object)
+    pool = np.array(wiki_passages(40, HELDOUT_FRACTION), dtype=object)
     rng = np.random.default_rng(seed)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

@@ -37,7 +37,7 @@ def texts_of_tokens(tokenizer, n: int, tokens: int = 64) -> list[str]:
 def original_transform(dd, texts, tw):
     """The data-driven transform as first written (the tokenizer's own call, a Python generator over every token,
     a COO count matrix, a dense-row multiply): the reference the vectorised one must equal byte for byte
-    (``tests/test_targets.py``) and the speed it is compared with."""
+    (``tests/targets/test_targets.py``) and the speed it is compared with."""
     import scipy.sparse as sp
 
     from text2token.targets.data_driven import topk_rows

@@ -12,7 +12,6 @@ from pathlib import Path
 from text2token.config import load_config
 from text2token.eval.heldout import heldout_set
 from text2token.model.encoder import Encoder
-from text2token.model.settings import EncoderSettings
 from text2token.eval.plots import plot_token_panels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     trained = Encoder.load(ROOT / args.model)
     cfg = load_config(ROOT / Path(args.model).parent / "config.yaml")
-    raw = Encoder.from_backbone(cfg.model.backbone, EncoderSettings(**vars(trained.settings)))
+    raw = Encoder.from_backbone(cfg.model.backbone, cfg.model.encoder_settings())
     text = heldout_set(cfg.data, cfg.eval.articles, seed=cfg.data.seed).documents[0]
     panels = {"raw backbone (before)": raw.explain(text, args.top_k),
               "Text2Token (after)": trained.explain(text, args.top_k)}

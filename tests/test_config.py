@@ -269,3 +269,23 @@ def test_base_must_be_a_path_and_unknown_keys_in_a_child_are_refused(tmp_path):
         load_config(_write(tmp_path / "a.yaml", "base: [x.yaml]\n"))
     with pytest.raises(Text2TokenError, match="unknown key 'model.poolng'"):
         load_config(_write(tmp_path / "b.yaml", f"base: {DEFAULT}\nmodel: {{poolng: mean}}\n"))
+
+
+EARLY_PROBES = {  # scripts/recipe_probe.sh before its probes were config files: smoke.yaml + these overrides
+    "lr1e-4": [], "lr3e-4": ["train.lr=3e-4"], "mix0": ["targets.model_derived.mix_data=0.0"],
+    "mean-noprompt": ["model.pooling=mean", "model.prompt={text}"],
+}
+EARLY_COMMON = ["data.max_texts=null", "eval.articles=500", "train.batch_size=16", "stages.0.steps=60",
+                "stages.1.steps=60", "train.checkpoint_every=1000", "model.max_length=80"]
+
+
+@pytest.mark.parametrize("name", sorted(EARLY_PROBES))
+def test_early_probe_files_reproduce_the_old_override_runs(name):
+    got = load_config(CONFIG_DIR / "probes" / "early" / f"{name}.yaml").to_dict()
+    want = load_config(CONFIG_DIR / "smoke.yaml", EARLY_COMMON + EARLY_PROBES[name]).to_dict()
+    assert got == want
+
+
+@pytest.mark.parametrize("prompt", ["{text}", "Query: {text}", '{text} means in one word: "'])
+def test_prompt_templates_as_overrides_stay_strings(prompt):
+    assert load_config(None, [f"model.prompt={prompt}"]).model.prompt == prompt

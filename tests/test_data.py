@@ -5,7 +5,8 @@ import numpy as np
 
 from text2token.data import TextFile, load_corpus, read_texts, split_passages, wiki_articles
 from text2token.errors import Text2TokenError
-from text2token.eval.heldout import heldout_set, is_heldout
+from text2token.eval.heldout import heldout_set
+from text2token.eval.split import is_heldout
 
 
 def test_split_passages_keeps_sentences_and_limits_words():

@@ -11,9 +11,8 @@ import torch
 
 from text2token.config import CONFIG_DIR, load_config
 from text2token.data import load_corpus
-from text2token.eval.heldout import heldout_set
+from text2token.eval.heldout import heldout_score, heldout_set
 from text2token.model.encoder import Encoder
-from text2token.model.settings import EncoderSettings
 from text2token.training.objectives import token_kl
 from text2token.targets.data_driven import DataDrivenTargets
 
@@ -24,8 +23,7 @@ pytestmark = pytest.mark.integration
 def smol():
     cfg = load_config(CONFIG_DIR / "default.yaml")
     m = cfg.model
-    enc = Encoder.from_backbone(m.backbone, EncoderSettings(pooling=m.pooling, prompt=m.prompt,
-                                                            max_length=m.max_length), device="cpu")
+    enc = Encoder.from_backbone(m.backbone, m.encoder_settings(), device="cpu")
     return enc, cfg
 
 
@@ -88,7 +86,10 @@ def test_smoke_config_cli_end_to_end(tmp_path):
                            "--output", str(run)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     scores = json.loads((run / "eval.json").read_text())
-    assert scores["after"]["mean"] > 0 and "before" in scores
+    assert scores["heldout_articles"] == 100 and scores["after"] != scores["before"]
+    cfg = load_config(CONFIG_DIR / "smoke.yaml")
+    rescored = heldout_score(Encoder.load(run / "final", device="cpu"), heldout_set(cfg.data, cfg.eval.articles))
+    assert rescored == pytest.approx(scores["after"], abs=1e-6), "eval.json scores the saved encoder"
     stages = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in stages if r.get("event") == "train"} == {"data-driven", "model-derived"}
     texts = tmp_path / "texts.txt"

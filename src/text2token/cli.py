@@ -46,11 +46,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _score_table(before: dict, after: dict) -> Table:
-    table = Table(title="held-out Wikipedia articles (not used for training)")
-    table.add_column("metric")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("change", justify="right")
+    table = Table(title="held-out Wikipedia articles (dev split, not used for training)")
+    for column, justify in (("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")):
+        table.add_column(column, justify=justify)
     for key in before:
         b, a = before[key], after.get(key, float("nan"))
         table.add_row(key, f"{b:.4f}", f"{a:.4f}", f"{a - b:+.4f}")
@@ -290,8 +288,8 @@ def eval_cmd(
 ):
     """Score a model on the offline suite (10 tasks, 5 task types); prints a table, writes JSON."""
     from .eval.baselines import load_model
-    from .files import atomic_write
     from .eval.suite import load_suite, run_suite
+    from .files import atomic_write
 
     if suite != "offline":
         raise Text2TokenError(f"unknown suite {suite!r} (choose offline; MTEB tasks run with `text2token mteb`)")
@@ -305,17 +303,21 @@ def eval_cmd(
     output.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(result, indent=2).encode()
     atomic_write(output, lambda f: f.write(data))
-    table = Table(title=f"{label} on the offline suite ({split})")
-    table.add_column("task")
-    table.add_column("type")
-    table.add_column("metric")
-    table.add_column("score", justify="right")
-    for task, r in result["tasks"].items():
-        table.add_row(task, r["type"], r["main_metric"], f"{r['main_score']:.4f}")
-    if result["average"] is not None:
-        table.add_row("[bold]average[/bold]", "", "", f"[bold]{result['average']:.4f}[/bold]")
-    out.print(table)
+    rows = [(task, r["type"], r["main_metric"], r["main_score"]) for task, r in result["tasks"].items()]
+    out.print(_task_table(f"{label} on the offline suite ({split})", rows, result["average"]))
     out.print(f"wrote {output}")
+
+
+def _task_table(title: str, rows, average: float | None = None) -> Table:
+    """One row per task (task, type, metric, score), the average last: the eval and mteb commands."""
+    table = Table(title=title)
+    for column, justify in (("task", "left"), ("type", "left"), ("metric", "left"), ("score", "right")):
+        table.add_column(column, justify=justify)
+    for task, kind, metric, score in rows:
+        table.add_row(task, kind, metric, f"{score:.4f}")
+    if average is not None:
+        table.add_row("[bold]average[/bold]", "", "", f"[bold]{average:.4f}[/bold]")
+    return table
 
 
 def _model_label(path: Path) -> str:
@@ -332,13 +334,12 @@ def compare(
     """A markdown table and a grouped bar chart (PNG) of several eval results."""
     from .eval.plots import plot_comparison
     from .eval.report import comparison_table, load_results
+    from .files import atomic_write
 
     runs = load_results(results)
     table = comparison_table(runs)
     output.parent.mkdir(parents=True, exist_ok=True)
     md = output.with_suffix(".md")
-    from .files import atomic_write
-
     atomic_write(md, lambda f: f.write(table.encode()))
     png = plot_comparison(runs, output.with_suffix(".png"), title=title)
     out.print(table)
@@ -364,25 +365,12 @@ def mteb_cmd(
     except ImportError as e:
         raise Text2TokenError(f"mteb is not installed ({e.name or e}): pip install 'text2token[mteb]'") from None
 
-    prompt_map = None
-    if prompts is not None:
-        try:
-            prompt_map = json.loads(prompts.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise Text2TokenError(f"--prompts {prompts}: not valid JSON ({e})") from None
-        if not isinstance(prompt_map, dict):
-            raise Text2TokenError(f"--prompts {prompts}: expected a JSON object of prompt templates")
-        mteb_model.check_prompts(prompt_map)
+    prompt_map = mteb_model.read_prompts(prompts) if prompts is not None else None
     task_list = mteb_model.resolve_tasks(tasks.split(",") if tasks else None, benchmark,
                                          None if languages == "all" else languages.split(","))
     rows = mteb_model.run_mteb(model, task_list, output, name=name, batch_size=batch_size, prompts=prompt_map,
                                overwrite=overwrite)
-    table = Table(title=f"MTEB: {benchmark or tasks}")
-    for column, justify in (("task", "left"), ("type", "left"), ("metric", "left"), ("score", "right")):
-        table.add_column(column, justify=justify)
-    for row in rows:
-        table.add_row(row["task"], row["type"], row["metric"], f"{row['score']:.4f}")
-    out.print(table)
+    out.print(_task_table(f"MTEB: {benchmark or tasks}", [(r["task"], r["type"], r["metric"], r["score"]) for r in rows]))
     out.print(f"results in [bold]{output}[/bold]")
     failed = [row["task"] for row in rows if "error" in row]
     if failed:

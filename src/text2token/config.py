@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Text2TokenError
-from .eval.heldout import HELDOUT_FRACTION
+from .eval.split import HELDOUT_FRACTION
 from .model.settings import DEFAULT_PROMPT, MIN_LENGTH, EncoderSettings, check_prompt
 from .model.attention import check_attention
 from .model.pooling import check_pooling
@@ -257,6 +257,8 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
+            value = raw
+        if "{text}" in raw:  # a prompt template: YAML would read "{text}" as a mapping
             value = raw
         if isinstance(value, str):  # YAML reads 1e-4 as a string; numbers are numbers here
             try:

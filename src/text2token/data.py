@@ -1,4 +1,4 @@
-"""Corpora: the built-in Wikipedia passages (held-out articles left out: eval/heldout.py) and .txt / .jsonl files."""
+"""Corpora: the built-in Wikipedia passages (held-out articles left out: eval/split.py) and .txt / .jsonl files."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import DataConfig
 from .errors import Text2TokenError
-from .eval.heldout import is_heldout
+from .eval.split import is_heldout
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ mteb = pytest.importorskip("mteb")
 from helpers import assert_one_line_error, run_cli
 
 from text2token.model.encoder import Encoder
+from text2token.model.pooling import POOLINGS
 from text2token.errors import Text2TokenError
 from text2token.eval.mteb import (
     local_classification_task,
@@ -253,3 +254,22 @@ def test_offline_suite_tasks_run_in_mteb_with_the_same_scores(tiny_encoder):
     assert 0.0 <= results["polarity-classification"]["accuracy"] <= 1.0
     with pytest.raises(Text2TokenError, match="no local MTEB version"):
         to_mteb_task(load_suite("dev", ["wordnet-lexname-clustering"])[0])
+
+
+@pytest.mark.parametrize("pooling", list(POOLINGS))
+def test_every_pooling_runs_through_mteb(tiny, pooling):
+    """MTEB's nDCG@10 of an encoder with each pooling equals the suite's metric on the encoder's own vectors."""
+    import numpy as np
+
+    from text2token.eval.metrics import cosine, ranking_score
+    from text2token.model.settings import EncoderSettings
+
+    model, tokenizer = tiny
+    enc = Encoder(model, tokenizer, EncoderSettings(pooling=pooling, prompt="{text}", max_length=32), device="cpu")
+    docs = [t for texts in TOPICS.values() for t in texts]
+    queries = [" ".join(t.split()[:3]) for t in docs]
+    task = local_retrieval_task(f"Prefix-{pooling}", {f"q{i}": q for i, q in enumerate(queries)},
+                                {f"d{i}": d for i, d in enumerate(docs)}, {f"q{i}": {f"d{i}": 1} for i in range(len(docs))})
+    got = evaluate(to_mteb(enc), [task]).task_results[0].scores["test"][0]["ndcg_at_10"]
+    want = ranking_score(cosine(enc.encode(queries), enc.encode(docs)), np.arange(len(docs)))["ndcg@10"]
+    assert got == pytest.approx(want, abs=1e-3)

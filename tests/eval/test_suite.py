@@ -60,9 +60,18 @@ def test_pair_score():
     assert pair_score(np.array([0.1, 0.2, 0.8, 0.9]), np.array([1, 1, 0, 0]))["ap"] < 0.6
 
 
-def test_suite_covers_six_tasks_of_four_types(test_suite):
-    assert len(test_suite) >= 6
-    assert len({t.type for t in test_suite}) >= 4 and {t.type for t in test_suite} <= set(TASK_TYPES)
+SUITE_TASKS = {
+    "wiki-topic-classification": "classification", "wiki-topic-clustering": "clustering",
+    "wiki-description-retrieval": "retrieval", "wiki-topic-reranking": "reranking",
+    "wordnet-definition-retrieval": "retrieval", "wordnet-lexname-classification": "classification",
+    "wordnet-lexname-clustering": "clustering", "wordnet-definition-pairs": "pair_classification",
+    "polarity-classification": "classification", "uncertainty-classification": "classification",
+}
+
+
+def test_suite_has_its_ten_tasks_of_five_types(test_suite):
+    assert {t.name: t.type for t in test_suite} == SUITE_TASKS
+    assert {t.type for t in test_suite} == set(TASK_TYPES)
     for task in test_suite:
         assert len(task.texts) >= 100, task.name
         assert all(isinstance(t, str) and t.strip() for t in task.texts)

@@ -82,3 +82,29 @@ def test_bad_inputs(tiny_encoder, tmp_path):
     with pytest.raises(Text2TokenError, match="not a text2token model"):
         Encoder.load(tmp_path / "empty")
     assert tiny_encoder.encode([]).shape == (0, tiny_encoder.hidden_size)
+
+
+def test_models_saved_before_the_target_vocabulary_was_recorded_still_load(tiny, tmp_path):
+    """The format of text2token.json before the redesign: the four settings, no target_vocab."""
+    import json
+
+    model, tok = tiny
+    saved = Encoder(model, tok, EncoderSettings(pooling="mean", prompt="{text}", max_length=24)).save(tmp_path / "m")
+    meta = json.loads((saved / "text2token.json").read_text())
+    assert "target_vocab" not in meta and sorted(meta["settings"]) == ["attention", "max_length", "pooling", "prompt"]
+    loaded = Encoder.load(saved, device="cpu")
+    assert loaded.settings == EncoderSettings(pooling="mean", prompt="{text}", max_length=24)
+    assert loaded.target_vocab is None
+    assert np.allclose(loaded.encode(["the cat sat"]), Encoder(model, tok, loaded.settings).encode(["the cat sat"]))
+
+
+def test_unknown_pooling_in_a_saved_model_is_a_one_line_error(tiny, tmp_path):
+    import json
+
+    model, tok = tiny
+    saved = Encoder(model, tok).save(tmp_path / "m")
+    meta = json.loads((saved / "text2token.json").read_text())
+    meta["settings"]["pooling"] = "max"
+    (saved / "text2token.json").write_text(json.dumps(meta))
+    with pytest.raises(Text2TokenError, match="unreadable settings \\(unknown pooling 'max'"):
+        Encoder.load(saved)

@@ -10,6 +10,7 @@ from text2token import cli
 from text2token.model.encoder import Encoder
 from text2token.model.settings import EncoderSettings
 from text2token.errors import Text2TokenError
+from text2token.model.pooling import POOLINGS
 from text2token.serving.export import export_sentence_transformers
 
 st = pytest.importorskip("sentence_transformers")
@@ -42,7 +43,7 @@ def _export_and_compare(model_dir, out_dir, texts=TEXTS):
     return model, want
 
 
-@pytest.mark.parametrize("pooling", ["mean", "eos", "weighted_mean"])
+@pytest.mark.parametrize("pooling", list(POOLINGS))
 def test_same_vectors_for_each_pooling(tiny, tmp_path, pooling):
     model_dir = _model_dir(tiny, tmp_path, pooling=pooling)
     model, _ = _export_and_compare(model_dir, tmp_path / "st")
@@ -133,3 +134,17 @@ def test_cli_export(monkeypatch, capsys, tiny, tmp_path):
                          "--output", tmp_path / "out2")
     assert code == 2 and "unknown export format 'onnx'" in cap.err and "Traceback" not in cap.err
     assert not (tmp_path / "out2").exists()
+
+
+def test_cli_export_of_an_unknown_pooling_is_one_line(monkeypatch, capsys, tiny, tmp_path):
+    import json
+
+    from helpers import assert_one_line_error, run_cli
+
+    model_dir = _model_dir(tiny, tmp_path)
+    meta = json.loads((model_dir / "text2token.json").read_text())
+    meta["settings"]["pooling"] = "max"
+    (model_dir / "text2token.json").write_text(json.dumps(meta))
+    code, _, err = run_cli(monkeypatch, capsys, "export", "--model", model_dir, "--output", tmp_path / "st")
+    assert_one_line_error(code, err, "unknown pooling 'max'")
+    assert not (tmp_path / "st").exists()

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from text2token.eval.heldout import HeldoutSet
-from text2token.serving.search import (Hit, IndexSettings, SearchIndex, reciprocal_rank_fusion, retrieval_metrics,
-                               weighted_fusion)
+from text2token.model.encoder import Encoder
+from text2token.serving.ranking import Hit, reciprocal_rank_fusion, retrieval_metrics, weighted_fusion
+from text2token.serving.search import IndexSettings, SearchIndex
+from text2token.serving.vectors import sparse_mask
 from text2token.targets.vocab import VocabFilter
 
 from helpers import TINY_CORPUS, assert_one_line_error, run_cli
@@ -164,6 +166,33 @@ def test_search_rejects_bad_arguments(index):
         index.search(["  "], mode="bm25")
     with pytest.raises(Exception, match="no texts to index"):
         SearchIndex.build(index.encoder, [])
+
+
+def test_sparse_mask_is_the_trained_target_vocabulary(tiny_encoder):
+    """Search filters with the vocabulary the model's targets used (recorded in text2token.json), not defaults."""
+    tok = tiny_encoder.tokenizer
+    the = tok.convert_tokens_to_ids("Ġthe")
+    assert sparse_mask(tiny_encoder)[the].item() is False, "a stop word: filtered by default"
+    kept = Encoder(tiny_encoder.model, tok, tiny_encoder.settings, target_vocab={"keep_stopwords": ["the"]})
+    assert sparse_mask(kept)[the].item() is True
+    unfiltered = Encoder(tiny_encoder.model, tok, tiny_encoder.settings, target_vocab={"filter": False})
+    assert int(sparse_mask(unfiltered).sum()) == tiny_encoder.vocab_size - len(set(tok.all_special_ids))
+
+
+def test_saved_target_vocabulary_reaches_a_loaded_index(tmp_path, tiny_encoder):
+    tiny_encoder.target_vocab = {"filter": True, "min_chars": 2, "keep_stopwords": ["the"]}
+    model_dir = tiny_encoder.save(tmp_path / "model")
+    index = SearchIndex.build(Encoder.load(model_dir, device="cpu"), TINY_CORPUS, model=model_dir).save(tmp_path / "ix")
+    loaded = SearchIndex.load(index)
+    the = tiny_encoder.tokenizer.convert_tokens_to_ids("Ġthe")
+    assert loaded.encoder.target_vocab["keep_stopwords"] == ["the"] and loaded._sparse_mask()[the].item() is True
+
+
+def test_retrieval_metrics_count_ties_like_the_suite():
+    tied = [[Hit(1, 5, 1.0, ""), Hit(2, 0, 1.0, ""), Hit(3, 7, 0.5, "")]]  # the relevant text 0 shares first place
+    assert retrieval_metrics(tied, [0], k=10)["recall@10"] == 1.0
+    assert retrieval_metrics(tied, [0], k=10)["mrr@10"] == pytest.approx((1 + 1 / 2) / 2)
+    assert retrieval_metrics(tied, [7], k=10)["mrr@10"] == pytest.approx(1 / 3)
 
 
 def test_retrieval_metrics_hand_example():

@@ -10,6 +10,7 @@ import pytest
 
 from text2token import cli
 from text2token.model.encoder import Encoder
+from text2token.model.pooling import POOLINGS
 from text2token.model.settings import EncoderSettings
 
 fastapi = pytest.importorskip("fastapi")
@@ -229,3 +230,16 @@ def test_api_key_required_when_set(encoder):
         assert err.value.status_code == 401 and err.value.body["code"] == "invalid_api_key"
         assert httpx.get(f"{srv.url}/v1/models").status_code == 401
         assert httpx.get(f"{srv.url}/health").status_code == 200
+
+
+@pytest.mark.parametrize("pooling", list(POOLINGS))
+def test_every_pooling_serves_the_encoders_vectors(tiny_dir, pooling):
+    from text2token.model.backbone import load_backbone
+
+    model, tokenizer = load_backbone(str(tiny_dir))
+    enc = Encoder(model, tokenizer, EncoderSettings(pooling=pooling, prompt='the text "{text}" is', max_length=24),
+                  device="cpu")
+    with Server(create_app(enc, NAME, batch_wait_ms=5)) as srv:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0, timeout=30)
+        got = np.array([d.embedding for d in client.embeddings.create(model=NAME, input=TEXTS).data])
+    assert np.abs(got - enc.encode(TEXTS, normalize=True)).max() <= 1e-5

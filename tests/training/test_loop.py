@@ -93,3 +93,15 @@ def test_gradient_checkpointing_trains_the_same(tiny_dir, corpus, tmp_path, monk
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(b[key], load_file(str(tiny_dir / "model.safetensors"))[key]), "it trained"
+
+
+def test_the_saved_encoder_records_the_target_vocabulary(tiny_dir, corpus, tmp_path):
+    """Search must filter as training did: the run writes its target-vocabulary settings into text2token.json."""
+    cfg = _cfg(tiny_dir, corpus)
+    cfg.targets.data_driven.keep_stopwords = ["not", "the"]
+    cfg.targets.data_driven.min_chars = 3
+    cfg.stages = cfg.stages[:1]
+    run = train(cfg, tmp_path / "run", show_progress=False)
+    meta = json.loads((run / "final" / "text2token.json").read_text())
+    assert meta["target_vocab"] == {"filter": True, "min_chars": 3, "keep_stopwords": ["not", "the"]}
+    assert Encoder.load(run / "final").target_vocab == meta["target_vocab"]

@@ -7,6 +7,7 @@ from text2token.errors import Text2TokenError
 from text2token.training.plan import dry_run, make_plan
 
 from helpers import assert_one_line_error, run_cli
+from text2token.model.backbone import load_backbone
 
 MISTRAL = CONFIG_DIR / "architectures" / "mistral-7b.json"
 
@@ -46,4 +47,7 @@ def test_missing_backbone_without_architecture():
 def test_dry_run_of_a_local_backbone(tiny_dir):
     cfg = load_config(None, [f"model.backbone={tiny_dir}", "train.top_layers=2"])
     plan = make_plan(cfg)
-    assert plan.layers == 3 and 0 < plan.trainable < plan.parameters
+    model, _ = load_backbone(str(tiny_dir))
+    top = sum(p.numel() for layer in model.model.layers[-2:] for p in layer.parameters())
+    assert plan.layers == 3 and plan.parameters == sum(p.numel() for p in model.parameters())
+    assert plan.trainable == top + model.model.norm.weight.numel(), "the top 2 layers and the final norm"

@@ -54,7 +54,7 @@ class BM25Model:
     name = "bm25"
 
     def score(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        from ..serving.search import build_bm25, bm25_tokenize
+        from ..serving.ranking import bm25_tokenize, build_bm25
 
         retriever = build_bm25(documents)
         docs, scores = retriever.retrieve(bm25_tokenize(queries), k=len(documents), show_progress=False,

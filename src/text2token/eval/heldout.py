@@ -1,50 +1,24 @@
-"""The held-out Wikipedia articles: the split rule, defined once, and the training run's before/after score.
-
-An article is held out of training by a stable hash of its title (``HELDOUT_FRACTION`` of them); held-out
-articles split again, by another hash, into ``dev`` (the before/after score, the probe, recipe choices) and
-``test`` (the offline suite's reported numbers).
-"""
+"""The held-out Wikipedia articles of a split (eval/split.py) and the training run's before/after score on them."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..data import split_passages, wiki_articles
+from ..errors import Text2TokenError
+from .split import HELDOUT_FRACTION, eval_split, is_heldout, is_labelled
+
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-HELDOUT_FRACTION = 0.1  # share of Wikipedia articles never used for training
-DEV_SHARE = 0.3  # share of the held-out articles that form the dev split
-UNLABELLED_TOPIC = "Uncategorized"
 RETRIEVAL_KEYS = ("ndcg@10", "mrr@10", "recall@1")  # what the before/after score reports of retrieval
-
-
-def _bucket(key: str) -> int:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 10_000
-
-
-def is_heldout(title: str, fraction: float = HELDOUT_FRACTION) -> bool:
-    """A stable split by title hash: the same article is held out on every machine and run."""
-    return _bucket(title) < fraction * 10_000
-
-
-def eval_split(title: str, dev_share: float = DEV_SHARE) -> str:
-    """``dev`` or ``test``: stable by title hash, independent of :func:`is_heldout`."""
-    return "dev" if _bucket(f"suite-split:{title}") < dev_share * 10_000 else "test"
-
-
-def is_labelled(article: dict) -> bool:
-    """An article the evaluation can use: it has a short description and a real topic."""
-    return bool(article["description"] and article["topic"] and article["topic"] != UNLABELLED_TOPIC)
 
 
 def heldout_articles(split: str, fraction: float = HELDOUT_FRACTION) -> list[dict]:
     """The labelled held-out articles of ``split`` (``dev`` or ``test``), in title order."""
-    from ..data import wiki_articles
-
     return [a for a in wiki_articles() if is_heldout(a["title"], fraction) and is_labelled(a)
             and eval_split(a["title"]) == split]
 
@@ -60,9 +34,6 @@ class HeldoutSet:
 
 def heldout_set(cfg: "DataConfig", n_articles: int, seed: int = 0) -> HeldoutSet:
     """``n_articles`` dev articles (seeded sample): the training run's before/after score and the probe."""
-    from ..data import split_passages
-    from ..errors import Text2TokenError
-
     if cfg.corpus == "wiki" and cfg.heldout_fraction <= 0:
         raise Text2TokenError("eval needs held-out articles: set data.heldout_fraction > 0 or eval.enabled=false")
     fraction = cfg.heldout_fraction if cfg.corpus == "wiki" else HELDOUT_FRACTION

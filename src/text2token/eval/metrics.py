@@ -57,7 +57,8 @@ def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[s
 
 
 def knn_accuracy(embeddings: np.ndarray, labels: Sequence[str], k: int = 10) -> float:
-    """Leave-one-out k-nearest-neighbour (cosine) majority-vote accuracy."""
+    """Leave-one-out k-nearest-neighbour (cosine) majority-vote accuracy (k at most the other texts)."""
+    k = max(1, min(k, len(labels) - 1))
     x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
     sims = x @ x.T
     np.fill_diagonal(sims, -np.inf)

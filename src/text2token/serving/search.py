@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -30,6 +30,8 @@ from scipy import sparse as sp
 
 from ..errors import Text2TokenError
 from ..files import atomic_dir
+from .ranking import Hit, bm25_tokenize, build_bm25, reciprocal_rank_fusion, top_k_rows, weighted_fusion
+from .vectors import embed, sparse_mask
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,6 @@ BM25_DIR = "bm25"
 MODES = ("dense", "sparse", "hybrid", "bm25")
 DENSE_INDEXES = ("flat", "ivf", "hnsw")
 FUSIONS = ("rrf", "weighted")
-RRF_K = 60
 HYBRID_DEPTH = 100  # candidates taken from each list before fusion
 
 
@@ -65,69 +66,6 @@ class IndexSettings:
             raise Text2TokenError(f"unknown dense index {self.dense_index!r} (choose from {', '.join(DENSE_INDEXES)})")
         if self.sparse_top_k < 1:
             raise Text2TokenError(f"sparse_top_k must be >= 1, got {self.sparse_top_k}")
-
-
-@dataclass
-class Hit:
-    """One search result. ``tokens``: the matched tokens and their contributions to the score
-    (sparse/hybrid: query and document vocabulary weights multiplied; bm25: per-term BM25 scores)."""
-
-    rank: int
-    id: int
-    score: float
-    text: str
-    tokens: list[tuple[str, float]] = field(default_factory=list)
-    ranks: dict[str, int] = field(default_factory=dict)  # hybrid: this text's rank in each fused list
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tokens"] = [{"token": t, "contribution": c} for t, c in self.tokens]
-        return d
-
-
-# ---------------------------------------------------------------- vectors
-def sparse_mask(encoder, vocab_filter: bool = True):
-    """Bool tensor [V] of the tokens a sparse vector may hold, or None: the target vocabulary the encoder was
-    trained with (``encoder.target_vocab``; its defaults for models saved before it was recorded)."""
-    if not vocab_filter:
-        return None
-    import torch
-
-    from ..targets.vocab import TargetVocab
-
-    vocab = TargetVocab.from_dict(encoder.target_vocab)
-    return torch.from_numpy(vocab.mask(encoder.tokenizer, encoder.vocab_size))
-
-
-def sparse_vectors(encoder, pooled: np.ndarray, top_k: int, mask=None, batch_size: int = 256) -> sp.csr_matrix:
-    """Top-k of softmax(LM_head(pooled)) per row (masked tokens removed, not renormalised) -> CSR [n, V]."""
-    import torch
-
-    n, vocab = len(pooled), encoder.vocab_size
-    k = min(top_k, vocab)
-    ids = np.zeros((n, k), dtype=np.int64)
-    weights = np.zeros((n, k), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(pooled[start:start + batch_size])).to(encoder.device)
-            p = torch.softmax(encoder.token_logits(x), dim=-1)
-            if mask is not None:
-                p = p.masked_fill(~mask.to(p.device), 0.0)
-            top = p.topk(k, dim=-1)
-            ids[start:start + len(x)] = top.indices.cpu().numpy()
-            weights[start:start + len(x)] = top.values.cpu().numpy()
-    matrix = sp.csr_matrix((weights.ravel(), ids.ravel(), np.arange(0, n * k + 1, k)), shape=(n, vocab))
-    matrix.eliminate_zeros()
-    matrix.sort_indices()
-    return matrix
-
-
-def embed(encoder, texts: Sequence[str], top_k: int, mask=None, batch_size: int = 32,
-          show_progress_bar: bool | None = None) -> tuple[np.ndarray, sp.csr_matrix]:
-    """One forward pass -> (L2-normalised dense vectors float32 [n, H], sparse vocabulary vectors CSR [n, V])."""
-    pooled = encoder.encode(texts, batch_size=batch_size, normalize=False, show_progress_bar=show_progress_bar)
-    dense = pooled / np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
-    return dense.astype(np.float32), sparse_vectors(encoder, pooled, top_k, mask)
 
 
 # ---------------------------------------------------------------- dense index
@@ -158,76 +96,6 @@ def _tune(index, settings: IndexSettings) -> None:
         index.nprobe = min(settings.ivf_nprobe, index.nlist)
     elif settings.dense_index == "hnsw":
         index.hnsw.efSearch = settings.hnsw_ef_search
-
-
-# ---------------------------------------------------------------- BM25
-def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """bm25s's default analyser: lower case, words of 2+ characters, English stop words removed."""
-    import bm25s
-
-    return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
-
-
-def build_bm25(texts: Sequence[str], k1: float = 1.5, b: float = 0.75):
-    """A bm25s (Lucene BM25) index of ``texts``."""
-    import bm25s
-
-    retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(bm25_tokenize(texts), show_progress=False)
-    return retriever
-
-
-# ---------------------------------------------------------------- fusion
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """RRF: score(d) = sum over rankings of 1 / (k + rank(d)), rank from 1; best first (ties: lower id)."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, doc in enumerate(ranking, start=1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-
-
-def weighted_fusion(scored: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float]) -> list[tuple[int, float]]:
-    """Weighted sum of min-max-normalised scores per list (a text missing from a list gets 0 there)."""
-    fused: dict[int, float] = {}
-    for hits, weight in zip(scored, weights):
-        if not hits:
-            continue
-        values = np.array([s for _, s in hits], dtype=np.float64)
-        low, span = values.min(), values.max() - values.min()
-        for (doc, s) in hits:
-            norm = (s - low) / span if span > 0 else 1.0
-            fused[doc] = fused.get(doc, 0.0) + weight * norm
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
-
-
-def top_k_rows(scores: np.ndarray, k: int, positive_only: bool = False) -> list[list[tuple[int, float]]]:
-    """Per row, the k largest (column, score) pairs, best first (ties: lower column)."""
-    out = []
-    k = min(k, scores.shape[1])
-    for row in scores:
-        cand = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
-        cand = cand[np.lexsort((cand, -row[cand]))]
-        out.append([(int(i), float(row[i])) for i in cand if not positive_only or row[i] > 0])
-    return out
-
-
-def retrieval_metrics(results: Sequence[Sequence[Hit]], relevant: Sequence[int], k: int = 10) -> dict[str, float]:
-    """One relevant text per query (``relevant[i]``): nDCG@k, recall@k and MRR@k of the hit lists.
-
-    Ties count as in the suite (:func:`text2token.eval.metrics.rank_metrics`): a relevant hit that shares its
-    score with other hits gets the mean over the tied positions; one missing from the top k scores 0.
-    """
-    from ..eval.metrics import rank_metrics
-
-    above, tied = [], []
-    for hits, rel in zip(results, relevant):
-        top = hits[:k]
-        score = next((h.score for h in top if h.id == rel), None)
-        above.append(k if score is None else sum(h.score > score for h in top))
-        tied.append(1 if score is None else sum(h.score == score for h in top))
-    scores = rank_metrics(np.array(above), np.array(tied), k + 1, k)
-    return {key: scores[key] for key in (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}")}
 
 
 # ---------------------------------------------------------------- the index

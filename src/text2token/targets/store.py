@@ -30,6 +30,10 @@ from ..files import atomic_write, sha256_file
 MANIFEST = "manifest.json"
 
 
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.safetensors"
+
+
 def fingerprint(*parts) -> str:
     """sha256 of JSON-serialisable parts (dicts are key-sorted)."""
     h = hashlib.sha256()
@@ -181,40 +185,42 @@ class TargetStore:
         """Builds (or resumes building) the store of ``transform(texts(i, j))`` over ``text_index``.
 
         ``texts(i, j)`` returns the texts of ``text_index[i:j]``; ``transform`` maps texts to
-        ``(ids [n, width], weights [n, width])``. With ``world > 1`` processes (every one calls this with its
-        ``rank`` and a ``barrier``), see :meth:`_build_sharded`.
+        ``(ids [n, width], weights [n, width])``. With ``world > 1`` processes every one calls this with its
+        ``rank`` and a ``barrier``: shard ``s`` is built by rank ``s % world``, and the main rank writes the
+        manifest (sha256 of every shard, in order) once all exist. The files do not depend on the process count.
+
+        Resuming: shards are written atomically, so a shard file of this (fingerprint, shard size) that exists
+        is complete and is kept; the build continues with the missing ones.
         """
         directory = Path(directory)
         text_index = np.asarray(text_index, dtype=np.int64)
-        if world > 1:
-            return cls._build_sharded(directory, fingerprint, text_index, texts, transform, width, shard_size,
-                                      info, desc, show_progress, rank, world, barrier)
+        barrier = barrier or (lambda: None)
+        if rank == 0 and cls.open(directory, fingerprint) is None:
+            cls._prepare(directory, fingerprint, text_index, width, shard_size, info)
+        barrier()
         existing = cls.open(directory, fingerprint)
         if existing is not None:
             return existing
-        manifest = cls._prepare(directory, fingerprint, text_index, width, shard_size, info)
-        # keep the shards that verify; rebuild from the first that does not
-        good = []
-        for shard in manifest["shards"]:
-            path = directory / shard["file"]
-            if not path.is_file() or sha256_file(path) != shard["sha256"]:
-                break
-            good.append(shard)
-        manifest["shards"] = good
-        start = sum(s["rows"] for s in good)
         n = len(text_index)
-        with tqdm(total=n, initial=start, desc=desc, unit="text", disable=not show_progress) as bar:
-            while start < n:
-                end = min(start + shard_size, n)
-                name = cls._write_shard(directory, len(manifest["shards"]), text_index, start, end, texts,
-                                        transform, width)
-                manifest["shards"].append({"file": name, "rows": end - start, "sha256": sha256_file(directory / name)})
-                _write_manifest(directory, manifest)
-                bar.update(end - start)
-                start = end
-        manifest["complete"] = True
-        _write_manifest(directory, manifest)
-        return cls(directory, manifest)
+        bounds = [(start, min(start + shard_size, n)) for start in range(0, n, shard_size)]
+        mine = [s for s in range(len(bounds)) if s % world == rank]
+        todo = [s for s in mine if not (directory / shard_name(s)).is_file()]
+        rows = lambda shards: sum(bounds[s][1] - bounds[s][0] for s in shards)  # noqa: E731
+        with tqdm(total=rows(mine), initial=rows(mine) - rows(todo), desc=desc, unit="text",
+                  disable=not show_progress) as bar:
+            for s in todo:
+                cls._write_shard(directory, s, text_index, *bounds[s], texts, transform, width)
+                bar.update(rows([s]))
+        barrier()
+        if rank == 0:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            manifest["shards"] = [{"file": shard_name(s), "rows": end - start,
+                                   "sha256": sha256_file(directory / shard_name(s))}
+                                  for s, (start, end) in enumerate(bounds)]
+            manifest["complete"] = True
+            _write_manifest(directory, manifest)
+        barrier()
+        return cls(directory, json.loads((directory / MANIFEST).read_text()))
 
     @staticmethod
     def _prepare(directory: Path, fingerprint: str, text_index: np.ndarray, width: int, shard_size: int,
@@ -237,53 +243,11 @@ class TargetStore:
 
     @staticmethod
     def _write_shard(directory: Path, number: int, text_index: np.ndarray, start: int, end: int,
-                     texts: Callable[[int, int], list[str]], transform, width: int) -> str:
+                     texts: Callable[[int, int], list[str]], transform, width: int) -> None:
         ids, weights = transform(texts(start, end))
         if ids.shape != (end - start, width) or weights.shape != ids.shape:
             raise ValueError(f"target transform returned {ids.shape}, expected {(end - start, width)}")
-        name = f"shard-{number:05d}.safetensors"
         data = save({"text_index": np.ascontiguousarray(text_index[start:end]),
                      "ids": np.ascontiguousarray(ids, dtype=np.int32),
                      "weights": np.ascontiguousarray(weights, dtype=np.float32)})
-        atomic_write(directory / name, lambda f: f.write(data))
-        return name
-
-    @classmethod
-    def _build_sharded(cls, directory: Path, fingerprint: str, text_index: np.ndarray, texts, transform,
-                       width: int, shard_size: int, info: dict | None, desc: str, show_progress: bool,
-                       rank: int, world: int, barrier: Callable[[], None]) -> "TargetStore":
-        """The build split over ``world`` processes: shard ``s`` is built by rank ``s % world``; the main rank
-        writes the manifest (sha256 of every shard, in order) once all shards exist. The files equal a
-        one-process build's byte for byte: the shards do not depend on who builds them, and the fingerprint
-        does not depend on the process count.
-
-        Resuming: shards are written atomically, so a shard file of this (fingerprint, shard size) that exists
-        is complete and is kept; the main rank checksums it into the manifest.
-        """
-        if rank == 0 and cls.open(directory, fingerprint) is None:
-            cls._prepare(directory, fingerprint, text_index, width, shard_size, info)
-        barrier()
-        existing = cls.open(directory, fingerprint)
-        if existing is not None:
-            return existing
-        n = len(text_index)
-        starts = list(range(0, n, shard_size))
-        mine = [s for s in range(len(starts)) if s % world == rank]
-        with tqdm(total=len(mine), desc=desc, unit="shard", disable=not show_progress) as bar:
-            for s in mine:
-                if not (directory / f"shard-{s:05d}.safetensors").is_file():
-                    cls._write_shard(directory, s, text_index, starts[s], min(starts[s] + shard_size, n), texts,
-                                     transform, width)
-                bar.update(1)
-        barrier()
-        if rank == 0:
-            manifest = json.loads((directory / MANIFEST).read_text())
-            manifest["shards"] = []
-            for s, start in enumerate(starts):
-                name = f"shard-{s:05d}.safetensors"
-                manifest["shards"].append({"file": name, "rows": min(start + shard_size, n) - start,
-                                           "sha256": sha256_file(directory / name)})
-            manifest["complete"] = True
-            _write_manifest(directory, manifest)
-        barrier()
-        return cls(directory, json.loads((directory / MANIFEST).read_text()))
+        atomic_write(directory / shard_name(number), lambda f: f.write(data))
