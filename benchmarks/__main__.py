@@ -5,6 +5,7 @@
     python -m benchmarks --quick               # tiny sizes: a smoke run
     python -m benchmarks --scale-full          # the scale benchmark up to 1,000,000 texts
     python -m benchmarks --backbone DIR --output DIR   # another backbone / results folder (the tests)
+    python -m benchmarks --only precision --model runs/default/final   # precision on the trained model
 
 Every number is a ratio of two things timed in the same run, alternating (see ``benchmarks/common.py``);
 ``benchmarks/results/performance.md`` (quoted in the README) lists each goal next to its measured value.
@@ -23,7 +24,7 @@ from pathlib import Path
 
 # scale first: it measures peak RSS in child processes, and Linux keeps ru_maxrss across fork + exec, so a child
 # started after the parent has loaded models would report the parent's peak (seen: 5 GB for every size)
-BENCHMARKS = ("scale", "encode", "train_step", "targets", "st_encode")
+BENCHMARKS = ("scale", "encode", "precision", "train_step", "targets", "st_encode")
 SUMMARY = "performance"
 
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument("--scale-full", action="store_true", help="scale up to 1,000,000 texts")
     parser.add_argument("--backbone", help="another backbone than the default config's")
+    parser.add_argument("--model", type=Path, help="precision: a trained model directory (default: the raw backbone)")
     parser.add_argument("--output", type=Path, help="results folder (default benchmarks/results)")
     parser.add_argument("--work-dir", type=Path, help="scratch folder for corpora and stores (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"== {name} {size}", file=sys.stderr, flush=True)
         if name == "scale":
             result, md = module.run(cfg, size, work_dir=args.work_dir)
+        elif name == "precision":
+            result, md = module.run(cfg, size, model_dir=args.model)
         else:
             result, md = module.run(cfg, size)
         result["wall_s"] = round(time.perf_counter() - start, 1)

@@ -4,7 +4,8 @@
     python benchmarks/server_load.py --tiny [--clients 200] [--requests 5000]      # a tiny random model
 
 Load: ``clients`` concurrent callers send ``requests`` requests of 1..8 real texts of mixed sizes (float and base64);
-every response's vectors must equal ``Encoder.encode(..., normalize=True)`` of the same texts. Abuse: oversize
+every response's vectors must equal ``Encoder.encode(..., normalize=True)`` of the same texts, and every request is
+answered 200 or 503 + Retry-After (admission control: the queue holds at most ``--max-queue`` texts). Abuse: oversize
 bodies, too many inputs, over-long texts, non-UTF-8, wrong types, invalid JSON and a slow client that trickles its
 body; each must get a 4xx in OpenAI's error shape while the server keeps answering. Reports p50/p99 latency,
 throughput and the server process's RSS growth; writes benchmarks/results/server_load.json.
@@ -52,7 +53,7 @@ async def run_load(url: str, pool: list[str], expected: np.ndarray, clients: int
     rng = random.Random(seed)
     plan = [(rng.sample(range(len(pool)), rng.randint(1, LIMITS["max_inputs"])), rng.choice(["float", "base64"]))
             for _ in range(requests)]
-    latencies, errors, mismatches, texts = [], [], 0, 0
+    latencies, shed_ms, errors, mismatches, texts = [], [], [], 0, 0
     cursor = iter(plan)
 
     async def caller(client: httpx.AsyncClient) -> None:
@@ -62,13 +63,16 @@ async def run_load(url: str, pool: list[str], expected: np.ndarray, clients: int
             try:
                 resp = await client.post(f"{url}/v1/embeddings", json={"input": [pool[i] for i in idx],
                                                                         "model": "t", "encoding_format": fmt})
-            except httpx.HTTPError as e:
+            except httpx.HTTPError as e:  # a client timeout among them
                 errors.append(type(e).__name__)
                 continue
-            latencies.append(time.perf_counter() - start)
+            if resp.status_code == 503 and resp.headers.get("retry-after"):  # shed by admission control
+                shed_ms.append((time.perf_counter() - start) * 1000)
+                continue
             if resp.status_code != 200:
                 errors.append(resp.status_code)
                 continue
+            latencies.append(time.perf_counter() - start)
             got = np.stack([_vectors(d) for d in resp.json()["data"]])
             if got.shape != (len(idx), expected.shape[1]) or np.abs(got - expected[idx]).max() > tolerance:
                 mismatches += 1
@@ -80,11 +84,14 @@ async def run_load(url: str, pool: list[str], expected: np.ndarray, clients: int
         await asyncio.gather(*(caller(client) for _ in range(clients)))
     wall = time.perf_counter() - start
     lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
-    return {"clients": clients, "requests": requests, "answered": len(latencies), "errors": len(errors),
-            "error_kinds": sorted({str(e) for e in errors}), "mismatches": mismatches, "texts": texts,
-            "seconds": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 1),
+    shed = np.asarray(shed_ms) if shed_ms else np.zeros(1)
+    return {"clients": clients, "requests": requests, "answered": len(latencies) + len(shed_ms),
+            "ok": len(latencies), "shed": len(shed_ms), "shed_rate": round(len(shed_ms) / max(requests, 1), 4),
+            "errors": len(errors), "error_kinds": sorted({str(e) for e in errors}), "mismatches": mismatches,
+            "texts": texts, "seconds": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 1),
             "texts_per_s": round(texts / wall, 1), "p50_ms": round(float(np.percentile(lat, 50)), 1),
-            "p99_ms": round(float(np.percentile(lat, 99)), 1)}
+            "p99_ms": round(float(np.percentile(lat, 99)), 1),
+            "shed_p99_ms": round(float(np.percentile(shed, 99)), 1)}
 
 
 async def _slow_client(host: str, port: int, seconds: float) -> None:
@@ -148,7 +155,8 @@ async def run_abuse(url: str) -> list[dict]:
     return results
 
 
-def measure(encoder, clients: int, requests: int, pool: list[str] | None = None, seed: int = 0) -> dict:
+def measure(encoder, clients: int, requests: int, pool: list[str] | None = None, seed: int = 0,
+            max_queue: int = 256) -> dict:
     """Serves ``encoder`` on loopback, runs the load and the abuse cases, and reports RSS growth."""
     import psutil
 
@@ -156,7 +164,7 @@ def measure(encoder, clients: int, requests: int, pool: list[str] | None = None,
 
     pool = pool or text_pool()
     expected = encoder.encode(pool, normalize=True)
-    app = create_app(encoder, "load-test", batch_wait_ms=5, max_batch=64, **LIMITS)
+    app = create_app(encoder, "load-test", batch_wait_ms=5, max_batch=64, max_queue=max_queue, **LIMITS)
     proc = psutil.Process()
     with ServerThread(app) as server:
         warm = asyncio.run(run_load(server.url, pool, expected, clients=4, requests=20, seed=seed + 1))
@@ -171,12 +179,14 @@ def measure(encoder, clients: int, requests: int, pool: list[str] | None = None,
 
 def summary_markdown(results: list[dict]) -> str:
     """One table row per load-test result (JSON written by this script)."""
-    rows = ["| model | clients | requests | answered | errors | vector mismatches | p50 ms | p99 ms | requests/s | "
-            "texts/s | RSS growth MB | abuse cases passed |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| model | clients | requests | 200 | 503 (shed) | errors | vector mismatches | p50 ms (200s) | "
+            "p99 ms (200s) | requests/s | texts/s | RSS growth MB | abuse cases passed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         load, abuse = r["load"], r["abuse"]
         errors = f"{load['errors']}" + (f" ({', '.join(load['error_kinds'])})" if load["errors"] else "")
-        rows.append(f"| {r['model']} | {load['clients']} | {load['requests']} | {load['answered']} | {errors} | "
+        ok, shed = load.get("ok", load["answered"]), load.get("shed", 0)
+        rows.append(f"| {r['model']} | {load['clients']} | {load['requests']} | {ok} | {shed} | {errors} | "
                     f"{load['mismatches']} | {load['p50_ms']:.0f} | {load['p99_ms']:.0f} | {load['requests_per_s']} | "
                     f"{load['texts_per_s']} | {r['rss_growth_mb']} | {sum(c['ok'] for c in abuse)}/{len(abuse)} |")
     return "\n".join(rows) + "\n"
@@ -186,14 +196,14 @@ def _tiny_encoder():
     import sys
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import make_model, make_tokenizer
+    from helpers import make_model, make_tokenizer
 
     from text2token.model.encoder import Encoder
-
     from text2token.model.settings import EncoderSettings
 
     tokenizer = make_tokenizer()
-    return Encoder(make_model(len(tokenizer)), tokenizer, EncoderSettings(pooling="mean", max_length=64), device="cpu")
+    return Encoder(make_model(len(tokenizer)), tokenizer, EncoderSettings(pooling="mean", prompt="{text}", max_length=64),
+                   device="cpu")
 
 
 def main() -> None:
@@ -203,6 +213,8 @@ def main() -> None:
     source.add_argument("--tiny", action="store_true", help="a tiny random model (tests the server, not the model)")
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--max-queue", type=int, default=256, help="the server's admission limit (texts)")
+    parser.add_argument("--precision", default="fp32", help="the encoder's precision (fp32, bf16, int8)")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "server_load.json"))
     parser.add_argument("--summarize", nargs="+", metavar="JSON", help="only write a markdown table of these results")
     args = parser.parse_args()
@@ -215,12 +227,14 @@ def main() -> None:
         parser.error("give --model DIR or --tiny")
     from text2token.model.encoder import Encoder
 
-    encoder = _tiny_encoder() if args.tiny else Encoder.load(args.model)
-    result = {"model": "tiny" if args.tiny else args.model, **measure(encoder, args.clients, args.requests)}
+    encoder = _tiny_encoder() if args.tiny else Encoder.load(args.model, precision=args.precision)
+    result = {"model": "tiny" if args.tiny else args.model, "precision": encoder.precision, "max_queue": args.max_queue,
+              **measure(encoder, args.clients, args.requests, max_queue=args.max_queue)}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2))
     load = result["load"]
-    print(f"{load['answered']}/{load['requests']} requests from {load['clients']} clients: {load['errors']} errors, "
+    print(f"{load['ok']} answered 200 and {load['shed']} shed (503) of {load['requests']} requests from "
+          f"{load['clients']} clients: {load['errors']} errors, "
           f"{load['mismatches']} vector mismatches; p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
           f"{load['requests_per_s']} requests/s ({load['texts_per_s']} texts/s); RSS +{result['rss_growth_mb']} MB")
     for case in result["abuse"]:

@@ -23,6 +23,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(stderr=True)
 out = Console()
 _state = {"debug": False}
+PRECISION = typer.Option("fp32", "--precision", help="fp32 (as trained), bf16 or int8 (faster, approximate).")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -30,13 +31,10 @@ def _setup_logging(debug: bool) -> None:
                         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)], force=True)
     for noisy in ("transformers", "httpx", "urllib3", "huggingface_hub", "filelock", "peft"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    try:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # a dependency; imported here to keep --help fast
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 @app.callback()
@@ -92,11 +90,7 @@ def _print_plan(cfg, architecture, num_gpus, sharding, gpu_memory) -> None:
     from .training.plan import dry_run
 
     plan = dry_run(cfg, architecture, num_gpus or world_size_from_env(), sharding, gpu_memory)
-    out.print("\n".join(plan.lines()), highlight=False, soft_wrap=True)
-    out.print(f"stages: {', '.join(f'{s.name} ({s.objective}, {s.steps} steps)' for s in cfg.stages)}",
-              highlight=False, soft_wrap=True)
-    out.print("dry run: config ok" + (f", fits in {gpu_memory:g} GiB per GPU" if gpu_memory else ""),
-              highlight=False, soft_wrap=True)
+    out.print("\n".join(plan.report(cfg, gpu_memory)), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -125,6 +119,7 @@ def encode(
     batch_size: int = typer.Option(32, min=1),
     normalize: bool = typer.Option(False, help="L2-normalise the embeddings."),
     skip_bad_lines: bool = typer.Option(False, help="Skip bad input lines instead of stopping."),
+    precision: str = PRECISION,
 ):
     """Embed every text of a file into a .npy matrix."""
     import numpy as np
@@ -136,7 +131,7 @@ def encode(
     if output.suffix != ".npy":
         raise Text2TokenError(f"--output {output}: expected a .npy file name")
     texts = read_texts(input, skip_bad_lines=skip_bad_lines)
-    encoder = Encoder.load(model)
+    encoder = Encoder.load(model, precision=precision)
     vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize)
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, lambda f: np.save(f, vectors))
@@ -167,9 +162,8 @@ def explain(
         out.print_json(json.dumps([{"token": t, "probability": p} for t, p in pairs]))
         return
     table = Table(title=f"top {top_k} tokens")
-    table.add_column("#", justify="right")
-    table.add_column("token")
-    table.add_column("probability", justify="right")
+    for column, justify in (("#", "right"), ("token", "left"), ("probability", "right")):
+        table.add_column(column, justify=justify)
     for rank, (token, p) in enumerate(pairs, start=1):
         table.add_row(str(rank), repr(token), f"{p:.4f}")
     out.print(table)
@@ -196,15 +190,17 @@ def serve(
     name: Optional[str] = typer.Option(None, "--name", help="Model name in responses (default: the run's name)."),
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most texts encoded together."),
     batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0.0, help="How long to wait for more requests."),
+    max_queue: int = typer.Option(256, "--max-queue", min=1, help="Most texts waiting; beyond: 503 + Retry-After."),
     normalize: bool = typer.Option(True, help="Unit-length vectors, as OpenAI's embeddings are."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TEXT2TOKEN_API_KEY",
                                           help="Require 'Authorization: Bearer KEY' on /v1/* (or TEXT2TOKEN_API_KEY)."),
+    precision: str = PRECISION,
 ):
     """Serve the encoder over HTTP with an OpenAI-compatible /v1/embeddings endpoint."""
     from .serving.serve import serve as run_server
 
     run_server(model, host=host, port=port, name=name, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-               normalize=normalize, api_key=api_key)
+               max_queue=max_queue, normalize=normalize, api_key=api_key, precision=precision)
 
 
 def _snippet(text: str, width: int = 100) -> str:
@@ -221,6 +217,7 @@ def index_cmd(
     dense_index: str = typer.Option("flat", "--dense-index",
                                     help="flat (exact cosine), ivf or hnsw (approximate, for large corpora)."),
     skip_bad_lines: bool = typer.Option(False, help="Skip bad input lines instead of stopping."),
+    precision: str = PRECISION,
 ):
     """Index a corpus for search: dense vectors (faiss), sparse vocabulary weights and BM25."""
     from .data import read_texts
@@ -230,7 +227,8 @@ def index_cmd(
     settings = IndexSettings(sparse_top_k=sparse_top_k, dense_index=dense_index)
     check_output(output)
     texts = read_texts(input, skip_bad_lines=skip_bad_lines)
-    index = SearchIndex.build(Encoder.load(model), texts, settings, batch_size=batch_size, model=model)
+    index = SearchIndex.build(Encoder.load(model, precision=precision), texts, settings, batch_size=batch_size,
+                              model=model)
     index.save(output)
     out.print(f"indexed {len(texts)} texts into [bold]{output}[/bold] (dense: {dense_index}, "
               f"sparse: top {sparse_top_k} tokens, bm25)")

@@ -243,3 +243,40 @@ def test_every_pooling_serves_the_encoders_vectors(tiny_dir, pooling):
         client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0, timeout=30)
         got = np.array([d.embedding for d in client.embeddings.create(model=NAME, input=TEXTS).data])
     assert np.abs(got - enc.encode(TEXTS, normalize=True)).max() <= 1e-5
+
+
+class BlockingEncoder(SpyEncoder):
+    """Encodes only once ``release`` is set: the queue fills up behind it."""
+
+    def __init__(self, encoder):
+        super().__init__(encoder)
+        self.release, self.started = threading.Event(), threading.Event()
+
+    def encode(self, texts, **kwargs):
+        self.started.set()
+        assert self.release.wait(30)
+        return super().encode(texts, **kwargs)
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(encoder):
+    import time
+
+    blocking = BlockingEncoder(encoder)
+    app = create_app(blocking, NAME, max_queue=4, batch_wait_ms=0)
+    with Server(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
+        first = {}
+        worker = threading.Thread(target=lambda: first.update(r=http.post("/v1/embeddings", json={"input": TEXTS})))
+        worker.start()  # 5 texts: more than max_queue, taken because nothing else is pending
+        assert blocking.started.wait(30)
+        tic = time.perf_counter()
+        shed = http.post("/v1/embeddings", json={"input": ["one more text"]})
+        assert time.perf_counter() - tic < 2, "refused at once, not queued"
+        assert shed.status_code == 503 and int(shed.headers["retry-after"]) >= 1
+        assert shed.json()["error"]["code"] == "server_overloaded" and "retry after" in shed.json()["error"]["message"]
+        assert http.get("/health").status_code == 200, "the server keeps answering"
+        blocking.release.set()
+        worker.join(30)
+        assert first["r"].status_code == 200 and len(first["r"].json()["data"]) == len(TEXTS)
+        again = http.post("/v1/embeddings", json={"input": ["one more text"]})
+        assert again.status_code == 200, "the queue drained: accepted again"
+    assert app.state.batcher.shed == 1 and app.state.batcher.pending == 0

@@ -18,6 +18,7 @@ from ..files import atomic_dir
 from .attention import attention_mode, set_attention
 from .backbone import decoder_of, ensure_pad_token, load_backbone
 from .pooling import pool
+from .precision import apply_precision, check_precision
 from .settings import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,13 @@ class Encoder:
     """A Text2Token embedder. ``Encoder.load(dir).encode(texts)`` returns float32 numpy vectors."""
 
     def __init__(self, model, tokenizer, settings: EncoderSettings | None = None, device: str | None = None,
-                 target_vocab: dict | None = None):
+                 target_vocab: dict | None = None, precision: str = "fp32"):
         self.model = model  # a *ForCausalLM (possibly with LoRA layers injected in place)
         self.tokenizer = ensure_pad_token(tokenizer, getattr(model.config, "_name_or_path", "") or "the model")
         self.settings = settings or EncoderSettings()
         # the vocabulary filter the training targets used (targets.vocab.TargetVocab as a dict); search reuses it
         self.target_vocab = target_vocab
+        self.precision = check_precision(precision)  # how ``model`` was converted for inference (model/precision.py)
         set_attention(self.model, self.settings.attention)
         if device is not None:
             self.model.to(device)
@@ -68,7 +70,9 @@ class Encoder:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None, dtype: str | None = None,
-             trust_remote_code: bool = False) -> "Encoder":
+             trust_remote_code: bool = False, precision: str = "fp32") -> "Encoder":
+        """A saved encoder; ``precision`` (fp32, bf16, int8) converts it for inference (model/precision.py)."""
+        check_precision(precision)
         path = Path(path)
         if not path.exists():
             raise Text2TokenError(f"model path not found: {path}")
@@ -80,13 +84,22 @@ class Encoder:
             settings = EncoderSettings.from_dict(meta["settings"])
         except (ValueError, KeyError, TypeError, AttributeError, Text2TokenError) as e:
             raise Text2TokenError(f"{settings_file}: unreadable settings ({e})") from None
+        if precision != "fp32":
+            dtype = "float32"  # converted below, from the weights as saved
         model, tokenizer = load_backbone(str(path), dtype=dtype or meta.get("dtype", "float32"),
                                          trust_remote_code=trust_remote_code)
-        return cls(model, tokenizer, settings, device=device or default_device(),
+        device = device or default_device()
+        if precision == "int8":
+            device = "cpu"  # torch's dynamic int8 kernels run on the CPU
+        model = apply_precision(model, precision)
+        return cls(model, tokenizer, settings, device=device, precision=precision,
                    target_vocab=meta.get("target_vocab"))  # absent in models saved before it was recorded
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         """Writes a self-describing directory: transformers weights + tokenizer + ``text2token.json``."""
+        if self.precision != "fp32":
+            raise Text2TokenError(f"this encoder was converted to {self.precision} for inference; save the fp32 "
+                                  "model and load it with precision=...")
         path = Path(path)
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)

@@ -173,7 +173,7 @@ class SearchIndex:
                 raise Text2TokenError("this index records no model directory: pass a model (--model)")
             from ..model.encoder import Encoder
 
-            self._encoder = Encoder.load(self._model)
+            self._encoder = Encoder.load(self._model, precision=self.manifest.get("precision", "fp32"))
         _check_encoder(self._encoder, self.manifest)
         return self._encoder
 
@@ -303,7 +303,8 @@ def _manifest(encoder, texts, settings: IndexSettings, model, matrix: sp.csr_mat
         "format_version": FORMAT_VERSION,
         "text2token_version": __version__,
         "model": str(Path(model).resolve()) if model is not None else None,
-        "encoder_settings": asdict(encoder.settings),
+        "encoder_settings": encoder.settings.to_dict(),
+        "precision": encoder.precision,  # queries are embedded in the same precision as the texts
         "hidden_size": encoder.hidden_size,
         "vocab_size": encoder.vocab_size,
         "count": len(texts),

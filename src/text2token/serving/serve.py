@@ -8,6 +8,7 @@ ever used by one thread). Bad input gets a 4xx answer in OpenAI's error shape
 """
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,25 +20,52 @@ import numpy as np
 from ..errors import Text2TokenError
 from .protocol import APIError, check_options, encode_vector, parse_inputs, parse_top_k, read_json
 
+class Overloaded(Exception):
+    """The queue is full: the request is refused at once; ``retry_after`` seconds is when to try again."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the server is busy; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 class Batcher:
-    """Collects texts of concurrent requests into batches and runs ``run(texts)`` on them in one thread."""
+    """Collects texts of concurrent requests into batches and runs ``run(texts)`` on them in one thread.
+
+    Admission control: at most ``max_queue`` texts wait or run at a time. A request that would go beyond is
+    refused at once (:class:`Overloaded`) instead of waiting minutes; one larger than ``max_queue`` is taken
+    only when nothing else is pending. ``Retry-After`` is the queue's length over the measured throughput.
+    """
 
     def __init__(self, run: Callable[[list[str]], tuple[np.ndarray, list[int]]], executor: ThreadPoolExecutor,
-                 max_batch: int, batch_wait_ms: float):
+                 max_batch: int, batch_wait_ms: float, max_queue: int = 256):
         self.run, self.executor = run, executor
-        self.max_batch, self.wait_s = max_batch, batch_wait_ms / 1000.0
+        self.max_batch, self.wait_s, self.max_queue = max_batch, batch_wait_ms / 1000.0, max_queue
         self.queue: asyncio.Queue | None = None
         self.worker: asyncio.Task | None = None
         self._getter: asyncio.Task | None = None
+        self.pending = 0  # texts queued or being encoded
+        self.texts_per_s = 0.0  # moving average of the encoder's throughput
+        self.shed = 0
+
+    def retry_after(self) -> int:
+        rate = self.texts_per_s or 1.0
+        return int(min(60, max(1, math.ceil(self.pending / rate))))
 
     async def submit(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """Vectors and token counts of ``texts``, computed in a batch with other waiting requests."""
+        if self.pending and self.pending + len(texts) > self.max_queue:
+            self.shed += 1
+            raise Overloaded(self.retry_after())
         if self.worker is None or self.worker.done():
             self.queue = asyncio.Queue()
             self.worker = asyncio.create_task(self._work())
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
-        return await future
+        self.pending += len(texts)
+        try:
+            await self.queue.put((texts, future))
+            return await future
+        finally:
+            self.pending -= len(texts)
 
     async def close(self) -> None:
         for task in (self.worker, self._getter):
@@ -77,7 +105,10 @@ class Batcher:
                 continue
             texts = [t for job_texts, _ in jobs for t in job_texts]
             try:
+                tic = time.perf_counter()
                 vectors, counts = await loop.run_in_executor(self.executor, self.run, texts)
+                rate = len(texts) / max(time.perf_counter() - tic, 1e-6)
+                self.texts_per_s = rate if not self.texts_per_s else 0.8 * self.texts_per_s + 0.2 * rate
             except Exception as e:  # handed to each waiting request, which answers it
                 for _, future in jobs:
                     if not future.done():
@@ -95,7 +126,7 @@ class Batcher:
 def _error_response(err: APIError):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse(err.body(), status_code=err.status)
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
 def _install_error_handlers(app) -> None:
@@ -146,7 +177,7 @@ def _require_server_packages() -> None:
 
 def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int = 50_000,
                max_body_bytes: int = 8 * 1024 * 1024, batch_wait_ms: float = 5.0, max_batch: int = 32,
-               normalize: bool = True, api_key: str | None = None):
+               normalize: bool = True, api_key: str | None = None, max_queue: int = 256):
     """A FastAPI app serving ``encoder`` under the OpenAI embeddings API as ``model_name``.
 
     ``api_key``: when set, every ``/v1/*`` request must send ``Authorization: Bearer <api_key>`` (compared in
@@ -154,13 +185,14 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
 
     ``max_inputs``: texts per request; ``max_chars``: characters per text; ``max_body_bytes``: request size;
     ``batch_wait_ms``/``max_batch``: how long the batcher waits for more requests / the most texts per batch;
-    ``normalize``: unit-length vectors, as OpenAI's are (``Encoder.encode(texts, normalize=True)``).
+    ``normalize``: unit-length vectors, as OpenAI's are (``Encoder.encode(texts, normalize=True)``);
+    ``max_queue``: most texts waiting or being encoded; beyond, ``/v1/embeddings`` answers 503 with ``Retry-After``.
     """
     _require_server_packages()
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
-    if max_inputs < 1 or max_chars < 1 or max_body_bytes < 1 or max_batch < 1 or batch_wait_ms < 0:
+    if min(max_inputs, max_chars, max_body_bytes, max_batch, max_queue) < 1 or batch_wait_ms < 0:
         raise Text2TokenError("serve: limits must be positive (and batch_wait_ms >= 0)")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text2token-model")
 
@@ -169,7 +201,7 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
         counts = encoder.tokenize(texts)[0]["attention_mask"].sum(1).tolist()
         return vectors, counts
 
-    batcher = Batcher(embed, executor, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+    batcher = Batcher(embed, executor, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
 
     @asynccontextmanager
     async def lifespan(_):
@@ -178,6 +210,7 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="text2token", lifespan=lifespan)
+    app.state.batcher = batcher  # its queue length, throughput and shed count
     _install_error_handlers(app)
     if api_key:
         _require_api_key(app, api_key)
@@ -193,6 +226,9 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
         texts = parse_inputs(body.get("input"), max_inputs, max_chars)
         try:
             vectors, counts = await batcher.submit(texts)
+        except Overloaded as e:
+            raise APIError(503, str(e), code="server_overloaded", kind="server_error",
+                           headers={"Retry-After": str(e.retry_after)}) from None
         except Text2TokenError as e:
             raise APIError(400, str(e), param="input") from None
         data = [{"object": "embedding", "index": i, "embedding": encode_vector(v, fmt)}
@@ -247,14 +283,15 @@ def default_model_name(model_dir) -> str:
     return path.parent.name if path.name == "final" and path.parent.name else path.name
 
 
-def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, **limits) -> None:
-    """Loads the encoder in ``model_dir`` and serves it with uvicorn until interrupted."""
+def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, precision: str = "fp32",
+          **limits) -> None:
+    """Loads the encoder in ``model_dir`` (in ``precision``) and serves it with uvicorn until interrupted."""
     _require_server_packages()
     import uvicorn
 
     from ..model.encoder import Encoder
 
-    encoder = Encoder.load(model_dir)
+    encoder = Encoder.load(model_dir, precision=precision)
     app = create_app(encoder, name or default_model_name(model_dir), **limits)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

@@ -75,6 +75,13 @@ class Plan:
         ]
 
 
+    def report(self, cfg: Config, gpu_memory: float | None = None) -> list[str]:
+        """The lines ``text2token plan`` prints: the plan, the stages, the verdict."""
+        stages = ", ".join(f"{s.name} ({s.objective}, {s.steps} steps)" for s in cfg.stages)
+        fits = f", fits in {gpu_memory:g} GiB per GPU" if gpu_memory else ""
+        return [*self.lines(), f"stages: {stages}", f"dry run: config ok{fits}"]
+
+
 def architecture_config(cfg: Config, architecture: str | Path | None):
     """The backbone's transformers config: from its directory when it exists, else from ``architecture``."""
     from transformers import AutoConfig
