@@ -42,6 +42,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     from text2token.training.objectives import token_kl
     from text2token.model.pooling import pool
     from text2token.targets import DataDrivenTargets, TargetStore
+    from text2token.training.loop import autocast
     from text2token.training.trainable import mark_trainable
 
     encoder = load_encoder(cfg)
@@ -69,13 +70,14 @@ def run(cfg, size: dict) -> tuple[dict, str]:
         cursor[name] = (cursor.get(name, -1) + 1) % n_batches
         return cursor[name]
 
-    def text2token_step(kl=token_kl, params=top, opt=opt_top):
+    def text2token_step(kl=token_kl, params=top, opt=opt_top, precision="none"):
         for _ in range(steps):
             idx = plans[next_batch("t2t")]
             ids, weights = store.get(idx)
             batch, _ = encoder.tokenize([texts[k] for k in idx])
-            logits = encoder.token_logits(encoder.forward(**batch))
-            loss = kl(logits, torch.from_numpy(ids), torch.from_numpy(weights))
+            with autocast(precision, encoder.device):
+                logits = encoder.token_logits(encoder.forward(**batch))
+                loss = kl(logits, torch.from_numpy(ids), torch.from_numpy(weights))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
             opt.step()
@@ -107,6 +109,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
         "plain": plain_step,
         "text2token_dense_kl": lambda: text2token_step(kl=dense_kl),
         "text2token_full_backward": full_backward_step,
+        "text2token_bf16_autocast": lambda: text2token_step(precision="bf16"),
     }, rounds=size["rounds"])
     tmp.cleanup()
     med = {k: v["median_s"] / steps for k, v in t.items()}
@@ -119,6 +122,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             "text2token_vs_plain_time": measured,
             "dense_kl_vs_sparse_time": ratio(med["text2token_dense_kl"], med["text2token"]),
             "full_backward_vs_top_layers_time": ratio(med["text2token_full_backward"], med["text2token"]),
+            "fp32_vs_bf16_autocast_speed": ratio(med["text2token"], med["text2token_bf16_autocast"]),
         },
         "goals": [goal("Text2Token step time / plain step time", measured, GOAL, "<=",
                        exact=med["text2token"] / med["plain"])],
@@ -130,6 +134,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
         "text2token_vs_plain_time": "Text2Token step / plain step",
         "dense_kl_vs_sparse_time": "dense full-vocabulary KL / sparse gather KL",
         "full_backward_vs_top_layers_time": f"full backward / top {cfg.train.top_layers} layers",
+        "fp32_vs_bf16_autocast_speed": "fp32 step / bf16-autocast step (train.autocast=bf16; > 1 = bf16 faster)",
     }, goals={"text2token_vs_plain_time": f"<= {GOAL}"})
     md = report(f"batch {bs} Wikipedia passages, `{cfg.model.backbone}`, top {cfg.train.top_layers} layers "
                 f"({n_top / 1e6:.1f}M of {n_all / 1e6:.1f}M weights train); Text2Token step "

@@ -182,6 +182,9 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     threads: int | None = Field(None, ge=1)
+    autocast: Literal["none", "bf16"] = "none"
+    """``bf16``: forward passes under ``torch.autocast`` in bfloat16, with float32 master weights, optimizer and
+    loss (``benchmarks/train_step.py`` measures it)."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass (``model.gradient_checkpointing_enable()``):
     less memory for large backbones, about a third more compute."""

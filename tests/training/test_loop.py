@@ -105,3 +105,15 @@ def test_the_saved_encoder_records_the_target_vocabulary(tiny_dir, corpus, tmp_p
     meta = json.loads((run / "final" / "text2token.json").read_text())
     assert meta["target_vocab"] == {"filter": True, "min_chars": 3, "keep_stopwords": ["not", "the"]}
     assert Encoder.load(run / "final").target_vocab == meta["target_vocab"]
+
+
+def test_bf16_autocast_trains_close_to_fp32(tiny_dir, corpus, tmp_path):
+    """train.autocast=bf16 runs the forward in bfloat16 (master weights stay float32): not the same weights as
+    fp32, but a close run."""
+    fp32 = train(_cfg(tiny_dir, corpus), tmp_path / "fp32", show_progress=False)
+    bf16 = train(_cfg(tiny_dir, corpus, autocast="bf16"), tmp_path / "bf16", show_progress=False)
+    a, b = _weights(fp32), _weights(bf16)
+    assert all(v.dtype == torch.float32 for v in b.values()), "master weights stay float32"
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed, "the forward really ran in bfloat16"
+    assert all(torch.allclose(a[k], b[k], atol=5e-2) for k in a)

@@ -189,8 +189,7 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
     ``max_queue``: most texts waiting or being encoded; beyond, ``/v1/embeddings`` answers 503 with ``Retry-After``.
     """
     _require_server_packages()
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
 
     if min(max_inputs, max_chars, max_body_bytes, max_batch, max_queue) < 1 or batch_wait_ms < 0:
         raise Text2TokenError("serve: limits must be positive (and batch_wait_ms >= 0)")
@@ -214,11 +213,18 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
     _install_error_handlers(app)
     if api_key:
         _require_api_key(app, api_key)
-
     _add_info_routes(app, model_name)
+    _add_embeddings_route(app, encoder, batcher, model_name, max_inputs, max_chars, max_body_bytes)
     _add_explain_route(app, encoder, executor, model_name, max_inputs, max_chars, max_body_bytes)
+    return app
 
-    # (no `from __future__ import annotations` in this module: FastAPI must see the real Request class)
+
+# (no `from __future__ import annotations` in this module: FastAPI must see the real Request class)
+def _add_embeddings_route(app, encoder, batcher: Batcher, model_name: str, max_inputs: int, max_chars: int,
+                          max_body_bytes: int) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         body = await read_json(request, max_body_bytes)
@@ -236,8 +242,6 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
         tokens = int(sum(counts))
         return JSONResponse({"object": "list", "data": data, "model": model_name,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
-
-    return app
 
 
 def _add_info_routes(app, model_name: str) -> None:

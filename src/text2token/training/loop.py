@@ -10,6 +10,7 @@ an uninterrupted run. Under ``torchrun`` / ``accelerate launch`` every process r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -50,6 +51,13 @@ def stage_order(n_texts: int, n_samples: int, seed: int, stage_index: int) -> np
     rng = np.random.default_rng([seed, stage_index])
     epochs = math.ceil(n_samples / n_texts)
     return np.concatenate([rng.permutation(n_texts) for _ in range(epochs)])[:n_samples]
+
+
+def autocast(kind: str, device: torch.device):
+    """The forward's mixed precision (``train.autocast``); ``none`` changes nothing."""
+    if kind == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def lr_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -272,7 +280,8 @@ def train_step(run: Run, i: int, stage, step: int, params, optimizer, scheduler)
         mine = dist.rows(len(idx))  # this process's rows of the micro-batch (all in one process)
         local = {k: v[mine].to(encoder.device) for k, v in batch.items()}
         seed = t.seed * 1_000_003 + i * 10_007 + step * 101 + micro
-        loss = objective.step(run, MicroBatch(idx, batch, local, mine, seed)) / t.grad_accum
+        with autocast(t.autocast, encoder.device):
+            loss = objective.step(run, MicroBatch(idx, batch, local, mine, seed)) / t.grad_accum
         with dist.no_sync(micro < t.grad_accum - 1):
             dist.backward(loss)
         loss_sum += loss.item()
