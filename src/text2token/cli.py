@@ -23,7 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(stderr=True)
 out = Console()
 _state = {"debug": False}
-PRECISION = typer.Option("fp32", "--precision", help="fp32 (as trained), bf16 or int8 (faster, approximate).")
+PRECISION = typer.Option("auto", "--precision", help="auto (bf16 where the hardware has it, else fp32), fp32, bf16 "
+                         "or int8 (fastest, loses quality).")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -174,11 +175,12 @@ def export(
     model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
     fmt: str = typer.Option("sentence-transformers", "--format", "-f", help="Export format: sentence-transformers."),
     output: Path = typer.Option(..., "--output", "-o", help="New (or empty) output directory."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 weights (auto: bf16 where native)."),
 ):
     """Export an encoder for other libraries (sentence-transformers: loads with SentenceTransformer(OUTPUT))."""
     from .serving.export import export as run_export
 
-    path = run_export(model, output, fmt)
+    path = run_export(model, output, fmt, precision)
     out.print(f"exported {model} as {fmt} to [bold]{path}[/bold]")
 
 

@@ -148,3 +148,17 @@ def test_cli_export_of_an_unknown_pooling_is_one_line(monkeypatch, capsys, tiny,
     code, _, err = run_cli(monkeypatch, capsys, "export", "--model", model_dir, "--output", tmp_path / "st")
     assert_one_line_error(code, err, "unknown pooling 'max'")
     assert not (tmp_path / "st").exists()
+
+
+def test_bf16_export_gives_the_bf16_encoders_vectors(tiny, tmp_path):
+    model_dir = _model_dir(tiny, tmp_path, pooling="eos")
+    export_sentence_transformers(model_dir, tmp_path / "st-bf16", precision="bf16")
+    config = json.loads((tmp_path / "st-bf16" / "config.json").read_text())
+    assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"
+    got = st.SentenceTransformer(str(tmp_path / "st-bf16"), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    want = Encoder.load(model_dir, device="cpu", precision="bf16").encode(TEXTS)
+    got = got.astype(np.float32)
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.999 and np.allclose(got, want, rtol=2e-2, atol=2e-2), "equal up to bfloat16 rounding"
+    with pytest.raises(Text2TokenError, match="precision int8 has no sentence-transformers form"):
+        export_sentence_transformers(model_dir, tmp_path / "st-int8", precision="int8")

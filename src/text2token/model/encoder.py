@@ -18,7 +18,7 @@ from ..files import atomic_dir
 from .attention import attention_mode, set_attention
 from .backbone import decoder_of, ensure_pad_token, load_backbone
 from .pooling import pool
-from .precision import apply_precision, check_precision
+from .precision import PRECISIONS, apply_precision, check_precision, resolve_precision
 from .settings import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class Encoder:
         self.settings = settings or EncoderSettings()
         # the vocabulary filter the training targets used (targets.vocab.TargetVocab as a dict); search reuses it
         self.target_vocab = target_vocab
-        self.precision = check_precision(precision)  # how ``model`` was converted for inference (model/precision.py)
+        if precision not in PRECISIONS:
+            raise Text2TokenError(f"Encoder: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision  # how ``model`` was converted for inference (model/precision.py)
         set_attention(self.model, self.settings.attention)
         if device is not None:
             self.model.to(device)
@@ -71,7 +73,7 @@ class Encoder:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None, dtype: str | None = None,
              trust_remote_code: bool = False, precision: str = "fp32") -> "Encoder":
-        """A saved encoder; ``precision`` (fp32, bf16, int8) converts it for inference (model/precision.py)."""
+        """A saved encoder; ``precision`` (fp32, bf16, int8, auto) converts it for inference (model/precision.py)."""
         check_precision(precision)
         path = Path(path)
         if not path.exists():
@@ -84,11 +86,12 @@ class Encoder:
             settings = EncoderSettings.from_dict(meta["settings"])
         except (ValueError, KeyError, TypeError, AttributeError, Text2TokenError) as e:
             raise Text2TokenError(f"{settings_file}: unreadable settings ({e})") from None
+        device = device or default_device()
+        precision = resolve_precision(precision, device)
         if precision != "fp32":
             dtype = "float32"  # converted below, from the weights as saved
         model, tokenizer = load_backbone(str(path), dtype=dtype or meta.get("dtype", "float32"),
                                          trust_remote_code=trust_remote_code)
-        device = device or default_device()
         if precision == "int8":
             device = "cpu"  # torch's dynamic int8 kernels run on the CPU
         model = apply_precision(model, precision)

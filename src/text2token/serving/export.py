@@ -24,6 +24,7 @@ from ..files import atomic_dir
 from ..model.pooling import POOLINGS
 
 FORMATS = ("sentence-transformers",)
+EXPORT_PRECISIONS = ("fp32", "bf16")
 _PREFIX, _SUFFIX = "[T2T_PROMPT_PREFIX]", "[T2T_PROMPT_SUFFIX]"
 _PROBES = ("a", "the cat sat on the mat", "Zebra, giraffe & 42 élans!")
 
@@ -124,11 +125,19 @@ def _check_settings(encoder) -> None:
                               f"text within max_length={encoder.settings.max_length}")
 
 
-def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Writes ``out_dir``, a sentence-transformers model giving the same vectors as ``Encoder.load(model_dir)``."""
+def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                                 precision: str = "fp32") -> Path:
+    """Writes ``out_dir``, a sentence-transformers model giving the same vectors as ``Encoder.load(model_dir,
+    precision=precision)``. ``bf16`` saves bfloat16 weights (transformers loads them as such); int8 has no
+    equivalent in the format."""
     from ..model.encoder import Encoder
+    from ..model.precision import resolve_precision
 
-    encoder = Encoder.load(model_dir, device="cpu")
+    precision = resolve_precision(precision, "cpu")
+    if precision not in EXPORT_PRECISIONS:
+        raise Text2TokenError(f"export: precision {precision} has no sentence-transformers form "
+                              f"(choose from {', '.join(EXPORT_PRECISIONS)})")
+    encoder = Encoder.load(model_dir, device="cpu", precision=precision)
     _check_settings(encoder)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -143,8 +152,9 @@ def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os
     return out
 
 
-def export(model_dir: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "sentence-transformers") -> Path:
-    """Exports ``model_dir`` to ``out_dir`` in format ``fmt`` (one of :data:`FORMATS`)."""
+def export(model_dir: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "sentence-transformers",
+           precision: str = "fp32") -> Path:
+    """Exports ``model_dir`` to ``out_dir`` in format ``fmt`` (one of :data:`FORMATS`) and ``precision``."""
     if fmt not in FORMATS:
         raise Text2TokenError(f"unknown export format {fmt!r} (choose from {', '.join(FORMATS)})")
-    return export_sentence_transformers(model_dir, out_dir)
+    return export_sentence_transformers(model_dir, out_dir, precision)
