@@ -14,8 +14,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.table import Table
-
+from . import tables
 from .errors import Text2TokenError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -42,16 +41,6 @@ def _setup_logging(debug: bool) -> None:
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")):
     _state["debug"] = debug or os.environ.get("TEXT2TOKEN_DEBUG") == "1"
     _setup_logging(_state["debug"])
-
-
-def _score_table(before: dict, after: dict) -> Table:
-    table = Table(title="held-out Wikipedia articles (dev split, not used for training)")
-    for column, justify in (("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")):
-        table.add_column(column, justify=justify)
-    for key in before:
-        b, a = before[key], after.get(key, float("nan"))
-        table.add_row(key, f"{b:.4f}", f"{a:.4f}", f"{a - b:+.4f}")
-    return table
 
 
 @app.command()
@@ -83,7 +72,7 @@ def train(
     result = run_dir / "eval.json"
     if result.is_file():
         scores = json.loads(result.read_text())
-        out.print(_score_table(scores["before"], scores["after"]))
+        out.print(tables.score_table(scores["before"], scores["after"]))
 
 
 def _print_plan(cfg, architecture, num_gpus, sharding, gpu_memory) -> None:
@@ -162,12 +151,7 @@ def explain(
     if as_json:
         out.print_json(json.dumps([{"token": t, "probability": p} for t, p in pairs]))
         return
-    table = Table(title=f"top {top_k} tokens")
-    for column, justify in (("#", "right"), ("token", "left"), ("probability", "right")):
-        table.add_column(column, justify=justify)
-    for rank, (token, p) in enumerate(pairs, start=1):
-        table.add_row(str(rank), repr(token), f"{p:.4f}")
-    out.print(table)
+    out.print(tables.token_table(pairs, top_k))
 
 
 @app.command()
@@ -193,6 +177,7 @@ def serve(
     max_batch: int = typer.Option(32, "--max-batch", min=1, help="Most texts encoded together."),
     batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0.0, help="How long to wait for more requests."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Most texts waiting; beyond: 503 + Retry-After."),
+    max_wait: float = typer.Option(5.0, "--max-wait", min=0.1, help="Longest expected wait (s); beyond: 503."),
     normalize: bool = typer.Option(True, help="Unit-length vectors, as OpenAI's embeddings are."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TEXT2TOKEN_API_KEY",
                                           help="Require 'Authorization: Bearer KEY' on /v1/* (or TEXT2TOKEN_API_KEY)."),
@@ -202,11 +187,7 @@ def serve(
     from .serving.serve import serve as run_server
 
     run_server(model, host=host, port=port, name=name, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-               max_queue=max_queue, normalize=normalize, api_key=api_key, precision=precision)
-
-
-def _snippet(text: str, width: int = 100) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+               max_queue=max_queue, max_wait_s=max_wait, normalize=normalize, api_key=api_key, precision=precision)
 
 
 @app.command("index")
@@ -259,18 +240,7 @@ def search(
             row["tokens"] = row["tokens"][:tokens]
         out.print_json(json.dumps({"query": query, "mode": mode, "hits": rows}))
         return
-    table = Table(title=f"{mode} search: {_snippet(query, 60)}")
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("text")
-    if mode != "dense":
-        table.add_column("matched tokens")
-    for h in hits:
-        row = [str(h.rank), f"{h.score:.4g}", _snippet(h.text)]
-        if mode != "dense":
-            row.append(", ".join(f"{t!r} {c:.3g}" for t, c in h.tokens[:tokens]))
-        table.add_row(*row)
-    out.print(table)
+    out.print(tables.hits_table(hits, mode, query, tokens))
     if not hits:
         console.print("no hits")
 
@@ -304,20 +274,8 @@ def eval_cmd(
     data = json.dumps(result, indent=2).encode()
     atomic_write(output, lambda f: f.write(data))
     rows = [(task, r["type"], r["main_metric"], r["main_score"]) for task, r in result["tasks"].items()]
-    out.print(_task_table(f"{label} on the offline suite ({split})", rows, result["average"]))
+    out.print(tables.task_table(f"{label} on the offline suite ({split})", rows, result["average"]))
     out.print(f"wrote {output}")
-
-
-def _task_table(title: str, rows, average: float | None = None) -> Table:
-    """One row per task (task, type, metric, score), the average last: the eval and mteb commands."""
-    table = Table(title=title)
-    for column, justify in (("task", "left"), ("type", "left"), ("metric", "left"), ("score", "right")):
-        table.add_column(column, justify=justify)
-    for task, kind, metric, score in rows:
-        table.add_row(task, kind, metric, f"{score:.4f}")
-    if average is not None:
-        table.add_row("[bold]average[/bold]", "", "", f"[bold]{average:.4f}[/bold]")
-    return table
 
 
 def _model_label(path: Path) -> str:
@@ -370,7 +328,7 @@ def mteb_cmd(
                                          None if languages == "all" else languages.split(","))
     rows = mteb_model.run_mteb(model, task_list, output, name=name, batch_size=batch_size, prompts=prompt_map,
                                overwrite=overwrite)
-    out.print(_task_table(f"MTEB: {benchmark or tasks}", [(r["task"], r["type"], r["metric"], r["score"]) for r in rows]))
+    out.print(tables.task_table(f"MTEB: {benchmark or tasks}", [(r["task"], r["type"], r["metric"], r["score"]) for r in rows]))
     out.print(f"results in [bold]{output}[/bold]")
     failed = [row["task"] for row in rows if "error" in row]
     if failed:

@@ -31,15 +31,17 @@ class Overloaded(Exception):
 class Batcher:
     """Collects texts of concurrent requests into batches and runs ``run(texts)`` on them in one thread.
 
-    Admission control: at most ``max_queue`` texts wait or run at a time. A request that would go beyond is
-    refused at once (:class:`Overloaded`) instead of waiting minutes; one larger than ``max_queue`` is taken
-    only when nothing else is pending. ``Retry-After`` is the queue's length over the measured throughput.
+    Admission control: a request is refused at once (:class:`Overloaded`) instead of waiting minutes when the
+    texts pending would go beyond ``max_queue``, or would take longer than ``max_wait_s`` at the measured
+    throughput. One larger than the bounds is taken only when nothing else is pending. ``Retry-After`` is the
+    pending texts over the measured throughput.
     """
 
     def __init__(self, run: Callable[[list[str]], tuple[np.ndarray, list[int]]], executor: ThreadPoolExecutor,
-                 max_batch: int, batch_wait_ms: float, max_queue: int = 256):
+                 max_batch: int, batch_wait_ms: float, max_queue: int = 256, max_wait_s: float = 5.0):
         self.run, self.executor = run, executor
         self.max_batch, self.wait_s, self.max_queue = max_batch, batch_wait_ms / 1000.0, max_queue
+        self.max_wait_s = max_wait_s
         self.queue: asyncio.Queue | None = None
         self.worker: asyncio.Task | None = None
         self._getter: asyncio.Task | None = None
@@ -51,9 +53,14 @@ class Batcher:
         rate = self.texts_per_s or 1.0
         return int(min(60, max(1, math.ceil(self.pending / rate))))
 
+    def full(self, n: int) -> bool:
+        after = self.pending + n
+        too_slow = bool(self.texts_per_s) and after / self.texts_per_s > self.max_wait_s
+        return bool(self.pending) and (after > self.max_queue or too_slow)
+
     async def submit(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """Vectors and token counts of ``texts``, computed in a batch with other waiting requests."""
-        if self.pending and self.pending + len(texts) > self.max_queue:
+        if self.full(len(texts)):
             self.shed += 1
             raise Overloaded(self.retry_after())
         if self.worker is None or self.worker.done():
@@ -177,7 +184,7 @@ def _require_server_packages() -> None:
 
 def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int = 50_000,
                max_body_bytes: int = 8 * 1024 * 1024, batch_wait_ms: float = 5.0, max_batch: int = 32,
-               normalize: bool = True, api_key: str | None = None, max_queue: int = 256):
+               normalize: bool = True, api_key: str | None = None, max_queue: int = 256, max_wait_s: float = 5.0):
     """A FastAPI app serving ``encoder`` under the OpenAI embeddings API as ``model_name``.
 
     ``api_key``: when set, every ``/v1/*`` request must send ``Authorization: Bearer <api_key>`` (compared in
@@ -186,12 +193,13 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
     ``max_inputs``: texts per request; ``max_chars``: characters per text; ``max_body_bytes``: request size;
     ``batch_wait_ms``/``max_batch``: how long the batcher waits for more requests / the most texts per batch;
     ``normalize``: unit-length vectors, as OpenAI's are (``Encoder.encode(texts, normalize=True)``);
-    ``max_queue``: most texts waiting or being encoded; beyond, ``/v1/embeddings`` answers 503 with ``Retry-After``.
+    ``max_queue`` / ``max_wait_s``: most texts waiting or being encoded / longest expected wait; beyond either,
+    ``/v1/embeddings`` answers 503 with ``Retry-After`` at once.
     """
     _require_server_packages()
     from fastapi import FastAPI
 
-    if min(max_inputs, max_chars, max_body_bytes, max_batch, max_queue) < 1 or batch_wait_ms < 0:
+    if min(max_inputs, max_chars, max_body_bytes, max_batch, max_queue) < 1 or batch_wait_ms < 0 or max_wait_s <= 0:
         raise Text2TokenError("serve: limits must be positive (and batch_wait_ms >= 0)")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text2token-model")
 
@@ -200,7 +208,8 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
         counts = encoder.tokenize(texts)[0]["attention_mask"].sum(1).tolist()
         return vectors, counts
 
-    batcher = Batcher(embed, executor, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
+    batcher = Batcher(embed, executor, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
+                      max_wait_s=max_wait_s)
 
     @asynccontextmanager
     async def lifespan(_):
