@@ -20,6 +20,11 @@ import numpy as np
 from ..errors import Text2TokenError
 from .protocol import APIError, check_options, encode_vector, parse_inputs, parse_top_k, read_json
 
+# idle keep-alive connections stay open longer than the longest Retry-After (60 s): a client that waits and then
+# reuses its connection must not race the server closing it (uvicorn's default is 5 s)
+KEEP_ALIVE_S = 75
+
+
 class Overloaded(Exception):
     """The queue is full: the request is refused at once; ``retry_after`` seconds is when to try again."""
 
@@ -306,7 +311,7 @@ def serve(model_dir, host: str = "127.0.0.1", port: int = 8000, name: str | None
 
     encoder = Encoder.load(model_dir, precision=precision)
     app = create_app(encoder, name or default_model_name(model_dir), **limits)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=KEEP_ALIVE_S)
 
 
 class ServerThread:
@@ -321,7 +326,8 @@ class ServerThread:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on",
+                                                    timeout_keep_alive=KEEP_ALIVE_S))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "ServerThread":
