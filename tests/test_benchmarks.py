@@ -49,8 +49,16 @@ def test_encode_and_train_step_ratios(quick_results):
     assert all(_positive(v) for v in encode["texts_per_s"].values())
     step = json.loads((quick_results / "train_step.json").read_text())
     assert set(step["ratios"]) == {"text2token_vs_plain_time", "dense_kl_vs_sparse_time",
-                                   "full_backward_vs_top_layers_time"}
+                                   "full_backward_vs_top_layers_time", "fp32_vs_bf16_autocast_speed"}
     assert all(_positive(v) for v in step["ratios"].values()) and step["trainable_params"] < step["all_params"]
+
+
+def test_precision_ratios_and_agreement(quick_results):
+    result = json.loads((quick_results / "precision.json").read_text())
+    assert set(result["ratios"]) == {"fp32_vs_bare_fp32", "bf16_vs_bare_fp32", "int8_vs_bare_fp32"}
+    assert all(_positive(v) for v in result["ratios"].values())
+    assert set(result["agreement"]) == {"bf16", "int8"}
+    assert all(0 < a["cosine_min"] <= a["cosine_mean"] <= 1.0001 for a in result["agreement"].values())
 
 
 def test_targets_st_and_scale(quick_results):

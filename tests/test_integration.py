@@ -95,7 +95,7 @@ def test_smoke_config_cli_end_to_end(tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("A volcano is a rupture in the crust of a planet.\nThe violin is a string instrument.\n")
     done = subprocess.run([sys.executable, "-m", "text2token.cli", "encode", "--model", str(run / "final"),
-                           "--input", str(texts), "--output", str(tmp_path / "e.npy")],
+                           "--input", str(texts), "--output", str(tmp_path / "e.npy"), "--precision", "fp32"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.load(tmp_path / "e.npy").shape == (2, 576)

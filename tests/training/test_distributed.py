@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from text2token.config import CONFIG_DIR, Config, save_config
+from text2token.config import CONFIG_DIR, load_config, Config, save_config
 
 from helpers import TINY_CORPUS
 from helpers import tiny_train_config as train_cfg
@@ -208,5 +208,10 @@ def test_smoke_config_two_processes(tmp_path):
     assert steps == [("data-driven", 1), ("data-driven", 2), ("model-derived", 1), ("model-derived", 2)]
     scores = json.loads((run / "eval.json").read_text())
     assert scores["heldout_articles"] == 20 and scores["before"].keys() == scores["after"].keys()
-    assert scores["after"] != scores["before"], "the trained encoder is scored, not the raw backbone"
+    from text2token.eval.heldout import heldout_score, heldout_set
+    from text2token.model.encoder import Encoder
+
+    cfg = load_config(CONFIG_DIR / "smoke.yaml")
+    rescored = heldout_score(Encoder.load(run / "final", device="cpu"), heldout_set(cfg.data, 20))
+    assert rescored == pytest.approx(scores["after"], abs=1e-6), "the main process scored the saved encoder"
     assert (run / "final" / "text2token.json").is_file() and not (run / "checkpoint").exists()
