@@ -17,7 +17,7 @@ import numpy as np
 
 from text2token.config import load_config
 from text2token.eval.heldout import RETRIEVAL_KEYS, heldout_set
-from text2token.eval.metrics import cosine, rank_metrics
+from text2token.eval.metrics import cosine, rank_counts, rank_metrics
 from text2token.model.encoder import Encoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def both_ways(queries: np.ndarray, documents: np.ndarray) -> dict:
     sims = cosine(queries, documents)
-    target = np.diag(sims)
-    above = (sims > target[:, None]).sum(1)
-    tied = (sims == target[:, None]).sum(1)
+    above, tied = rank_counts(sims, np.arange(len(queries)))
     n = sims.shape[1]
     strict = rank_metrics(above, np.ones_like(tied), n)  # the old rule: every tie ranked below the relevant one
     fair = rank_metrics(above, tied, n)

@@ -68,3 +68,8 @@ def test_cli_encode_precision(monkeypatch, capsys, saved, tmp_path):
                            "--output", tmp_path / "x.npy", "--precision", "fp4")
     assert_one_line_error(code, err, "unknown precision 'fp4'")
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_int8_on_a_gpu_is_refused_not_moved(saved):
+    with pytest.raises(Text2TokenError, match="int8 runs on the CPU only"):
+        Encoder.load(saved, device="cuda", precision="int8")

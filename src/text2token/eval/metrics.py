@@ -47,12 +47,16 @@ def rank_metrics(above: np.ndarray, tied: np.ndarray, n_candidates: int, k: int 
     return out
 
 
-def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, float]:
-    """Rank metrics of a score matrix [queries, candidates]; ``relevant[i]`` is query i's relevant column."""
+def rank_counts(sims: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: candidates scored above its relevant one, and those tied with it (itself included)."""
     relevant = np.asarray(relevant)
     target = sims[np.arange(len(relevant)), relevant]
-    above = (sims > target[:, None]).sum(1)
-    tied = (sims == target[:, None]).sum(1)
+    return (sims > target[:, None]).sum(1), (sims == target[:, None]).sum(1)
+
+
+def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Rank metrics of a score matrix [queries, candidates]; ``relevant[i]`` is query i's relevant column."""
+    above, tied = rank_counts(sims, relevant)
     return rank_metrics(above, tied, sims.shape[1], k)
 
 

@@ -86,6 +86,8 @@ class Encoder:
             settings = EncoderSettings.from_dict(meta["settings"])
         except (ValueError, KeyError, TypeError, AttributeError, Text2TokenError) as e:
             raise Text2TokenError(f"{settings_file}: unreadable settings ({e})") from None
+        if precision == "int8" and device is not None and not str(device).startswith("cpu"):
+            raise Text2TokenError(f"precision int8 runs on the CPU only (torch's dynamic int8 kernels), not {device}")
         device = device or default_device()
         precision = resolve_precision(precision, device)
         if precision != "fp32":
@@ -93,7 +95,7 @@ class Encoder:
         model, tokenizer = load_backbone(str(path), dtype=dtype or meta.get("dtype", "float32"),
                                          trust_remote_code=trust_remote_code)
         if precision == "int8":
-            device = "cpu"  # torch's dynamic int8 kernels run on the CPU
+            device = "cpu"  # the default device may be a GPU; torch's dynamic int8 kernels run on the CPU
         model = apply_precision(model, precision)
         return cls(model, tokenizer, settings, device=device, precision=precision,
                    target_vocab=meta.get("target_vocab"))  # absent in models saved before it was recorded
