@@ -42,7 +42,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     from text2token.training.objectives import token_kl
     from text2token.model.pooling import pool
     from text2token.targets import DataDrivenTargets, TargetStore
-    from text2token.training.loop import autocast
+    from text2token.model.precision import autocast
     from text2token.training.trainable import mark_trainable
 
     encoder = load_encoder(cfg)

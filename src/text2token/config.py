@@ -185,6 +185,12 @@ class TrainConfig(_Strict):
     autocast: Literal["none", "bf16"] = "none"
     """``bf16``: forward passes under ``torch.autocast`` in bfloat16, with float32 master weights, optimizer and
     loss (``benchmarks/train_step.py`` measures it)."""
+    frozen_cache: Literal["none", "float16", "bfloat16", "float32"] = "none"
+    """``top_layers`` only: keep the hidden states entering the first trainable layer of every text the frozen
+    bottom has run on, in this dtype, and run later steps over the same text through the top layers alone
+    (training/frozen_cache.py). ``none``: off."""
+    frozen_cache_gb: float = Field(4.0, gt=0.0)
+    """The cache stops growing at this size on disk."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass (``model.gradient_checkpointing_enable()``):
     less memory for large backbones, about a third more compute."""

@@ -178,15 +178,19 @@ class Encoder:
         return {"input_ids": input_ids, "attention_mask": mask}, truncated
 
     # ---------------------------------------------------------------- forward
-    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The last hidden state of every token [B, T, H] under this encoder's attention mode."""
+    def states(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden state of every token [B, T, H] under this encoder's attention mode (from
+        ``inputs_embeds`` instead of ``input_ids`` when given: see model/partial.py)."""
         if attention_mode(self.model) != self.settings.attention:  # encoders may share one model
             set_attention(self.model, self.settings.attention)
-        return self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return self.base(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                         use_cache=False).last_hidden_state
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled embeddings [B, H] (differentiable; used by training)."""
-        return pool(self.states(input_ids, attention_mask), attention_mask, self.settings.pooling)
+        return pool(self.states(input_ids, attention_mask, inputs_embeds), attention_mask, self.settings.pooling)
 
     def token_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """The LM head applied to pooled embeddings: logits over the vocabulary, float32 [B, V]."""

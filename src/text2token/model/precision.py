@@ -16,6 +16,8 @@ A converted encoder is for inference: it refuses to be saved (save the fp32 mode
 
 from __future__ import annotations
 
+import contextlib
+
 from ..errors import Text2TokenError
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -62,3 +64,12 @@ def apply_precision(model, precision: str):
         quantize_dynamic(decoder_of(model), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
                          inplace=True)
     return model
+
+
+def autocast(kind: str, device):
+    """Training's mixed precision (``train.autocast``) for a forward pass; ``none`` changes nothing."""
+    import torch
+
+    if kind == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)

@@ -6,6 +6,7 @@ the stage visits; a ``stage1`` model-derived store also covers the current train
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..files import tensor_digest
 from ..model.backbone import resolve
+from ..model.precision import autocast
 from .data_driven import DataDrivenTargets
 from .model_derived import ModelDerivedTargets
 from .store import TargetStore, fingerprint, texts_fingerprint
@@ -47,6 +49,7 @@ class StageTargets:
         self.data.fit(texts[i:i + t.shard_size] for i in range(0, len(texts), t.shard_size))
         self.base_fp = {"texts": texts_fingerprint(texts), "backbone": backbone_fingerprint(cfg.model.backbone),
                         "data_driven": t.data_driven.model_dump()}
+        self.capture = None  # the frozen-layer cache's capturing(model), set by the training loop
 
     def needs_trained_model(self, stage) -> bool:
         return stage.targets == "model" and self.cfg.targets.model_derived.source == "stage1"
@@ -64,15 +67,29 @@ class StageTargets:
         if stage.targets == "data":
             fp = fingerprint("data", self.base_fp, text_index.tolist())
             return self.data.transform, t.data_driven.top_k, fp, t.shard_size
-        md = t.model_derived
+        md, kind = t.model_derived, self.cfg.train.autocast
         derived = ModelDerivedTargets(self.encoder, md, self.vocab, self.data, t.batch_size)
         width = md.top_k + (t.data_driven.top_k if md.mix_data > 0 else 0)
         extra = {"model_derived": md.model_dump(), "max_length": self.cfg.model.max_length}
+        if kind != "none":  # the pass runs under training's autocast
+            extra["autocast"] = kind
         if md.source == "stage1":
             extra["weights"] = trainable_digest(self.encoder.model)
             extra["encoder"] = self.cfg.model.model_dump()
         fp = fingerprint("model", self.base_fp, extra, text_index.tolist())
-        return derived.transform, width, fp, min(t.shard_size, MODEL_SHARD_SIZE)
+        return self._model_pass(derived), width, fp, min(t.shard_size, MODEL_SHARD_SIZE)
+
+    def _model_pass(self, derived: ModelDerivedTargets):
+        """``derived.transform`` under training's autocast, feeding the frozen-layer cache where the pass reads
+        the same prompt under the same attention as training (then its states are the ones training needs)."""
+        same = (derived.encoder.settings.prompt == self.encoder.settings.prompt
+                and derived.encoder.settings.attention == self.encoder.settings.attention)
+        capture = self.capture if same and self.capture is not None else contextlib.nullcontext
+
+        def transform(texts):
+            with autocast(self.cfg.train.autocast, self.encoder.device), capture():
+                return derived.transform(texts)
+        return transform
 
     def store(self, stage, indices: np.ndarray, reuse_existing: bool = False) -> TargetStore:
         """The stage's store; ``reuse_existing`` takes the one built earlier for this stage as it is (used when

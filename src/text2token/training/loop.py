@@ -10,7 +10,6 @@ an uninterrupted run. Under ``torchrun`` / ``accelerate launch`` every process r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -29,10 +28,12 @@ from ..data import load_corpus
 from ..errors import Text2TokenError
 from ..eval.heldout import heldout_score, heldout_set
 from ..model.encoder import Encoder, check_texts
+from ..model.precision import autocast
 from ..targets.builder import StageTargets
 from ..targets.store import TargetStore
 from .checkpoint import load_checkpoint, load_weights, remove_checkpoint, save_checkpoint
 from .distributed import Dist
+from .frozen_cache import FrozenCache, open_frozen_cache
 from .objectives import OBJECTIVES, MicroBatch
 from .probe import CoOptimisationProbe
 from .trainable import enable_gradient_checkpointing, mark_trainable, set_attention_dropout, trainable_parameters
@@ -51,13 +52,6 @@ def stage_order(n_texts: int, n_samples: int, seed: int, stage_index: int) -> np
     rng = np.random.default_rng([seed, stage_index])
     epochs = math.ceil(n_samples / n_texts)
     return np.concatenate([rng.permutation(n_texts) for _ in range(epochs)])[:n_samples]
-
-
-def autocast(kind: str, device: torch.device):
-    """The forward's mixed precision (``train.autocast``); ``none`` changes nothing."""
-    if kind == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def lr_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -98,6 +92,7 @@ class Run:
     peft_model: object = None
     forward: Callable | None = None
     store: TargetStore | None = None
+    frozen_cache: FrozenCache | None = None
     global_step: int = 0
 
     @property
@@ -185,9 +180,22 @@ def build_targets(run: Run) -> None:
     per_step = t.batch_size * t.grad_accum
     run.orders = [stage_order(len(run.texts), s.steps * per_step, t.seed, i) for i, s in enumerate(cfg.stages)]
     run.targets = StageTargets(cfg, run.encoder, run.texts, run.run_dir, run.show_progress, run.dist)
+    run.frozen_cache = cache = open_frozen_cache(cfg, run.run_dir, run.encoder.model, run.dist.world,
+                                                 run.targets.base_fp["backbone"])
+    if cache is not None:
+        run.targets.capture = lambda: cache.capturing(run.encoder.model)
     for i, stage in enumerate(cfg.stages):
         if OBJECTIVES[stage.objective].needs_targets and not run.targets.needs_trained_model(stage):
             run.stores[i] = run.targets.store(stage, run.orders[i])
+    flush_cache(run, "the targets")
+
+
+def flush_cache(run: Run, after: str) -> None:
+    cache = run.frozen_cache
+    if cache is not None:
+        cache.flush()
+        log.info("frozen-layer cache after %s: %d texts, %.0f MB; %d rows read from it, %d computed",
+                 after, len(cache), cache.bytes / 2**20, cache.hits, cache.misses)
 
 
 def score_before(run: Run) -> None:
@@ -235,6 +243,7 @@ def run_stage(run: Run, i: int, stage, stop_after_steps: int | None = None,
         run.encoder.model.eval()
         mid_stage = state is not None and state["stage"] == i and state["step"] > 0
         run.stores[i] = run.targets.store(stage, run.orders[i], reuse_existing=mid_stage)
+        flush_cache(run, f"the targets of {stage.name}")
     run.store = run.stores.get(i)
     params = trainable_parameters(run.encoder.model)
     warmup = t.warmup_steps if stage.warmup_steps is None else stage.warmup_steps
@@ -263,8 +272,10 @@ def run_stage(run: Run, i: int, stage, stop_after_steps: int | None = None,
                             run.global_step)
         if stop:
             bar.close()
+            flush_cache(run, f"step {step + 1} of {stage.name}")
             return False
     bar.close()
+    flush_cache(run, f"stage {stage.name}")
     return True
 
 
@@ -339,6 +350,8 @@ def finish(run: Run) -> None:
         (run.run_dir / "eval.json").write_text(json.dumps({"before": before, "after": after,
                                                            "heldout_articles": len(run.heldout.queries)}, indent=2))
     remove_checkpoint(run.run_dir)  # the run is complete; final/ holds the result
+    if run.frozen_cache is not None:
+        run.frozen_cache.remove()
     from ..eval.plots import plot_coopt, plot_run
 
     plot_run(run.run_dir)

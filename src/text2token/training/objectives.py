@@ -2,7 +2,8 @@
 
 A stage names its objective (``stages[i].objective``); :data:`OBJECTIVES` maps the name to a step function
 ``step(run, micro) -> loss`` over one micro-batch. A new objective is one function decorated with
-``@objective(name)``: the config, the loop and the docs read it from here.
+``@objective(name)``: the config, the loop and the docs read it from here. An objective that forwards the
+plain batch without dropout gets its pooled embeddings from ``frozen_cache.pooled`` (the cache applies).
 
 - ``kl``: Text2Token. KL(target || softmax(LM_head(pooled))) against the stage's precomputed sparse targets.
 - ``simcse``: unsupervised SimCSE (Gao et al. 2021): dropout positives, in-batch negatives.
@@ -16,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from .frozen_cache import pooled
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ def mask_tokens(batch: dict, tokenizer, prob: float, rng: torch.Generator) -> tu
 def kl_step(run, micro: MicroBatch) -> torch.Tensor:
     enc = run.encoder
     ids, weights = run.store.get(micro.indices)
-    logits = run.forward(lambda: enc.token_logits(enc.forward(**micro.local)))
+    logits = run.forward(lambda: enc.token_logits(pooled(run, micro.local)))
     return run.dist.kl(logits, ids, weights, micro.mine)
 
 
