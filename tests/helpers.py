@@ -52,7 +52,7 @@ def tiny_train_config(tiny_dir, corpus, **train_kw):
                     "model_derived": {"top_k": 4, "mix_data": 0.5}, "shard_size": 5, "batch_size": 4},
         "stages": [{"name": "s1", "targets": "data", "steps": 4}, {"name": "s2", "targets": "model", "steps": 4}],
         "train": {"method": "top_layers", "top_layers": 2, "batch_size": 4, "lr": 1e-2, "warmup_steps": 1,
-                  "checkpoint_every": 2, "log_every": 1, **train_kw},
+                  "checkpoint_every": 2, "log_every": 1, "autocast": "none", "frozen_cache": "none", **train_kw},
         "eval": {"enabled": False},
     })
 

@@ -71,6 +71,7 @@ REPO = CONFIG_DIR.parent
 NOT_RUN_CONFIGS = ("accelerate", "architectures")  # accelerate launch settings and a model architecture
 BUDGET = ["stages.0.steps=60", "stages.1.steps=60"]  # what scripts/run_comparison.sh passes (STEPS=60)
 EVAL_OFF = ["eval.enabled=false"]
+FP32 = ["train.autocast=none", "train.frozen_cache=none"]  # the recipe as these runs ran (configs/recipe-fp32.yaml)
 DEFAULT = CONFIG_DIR / "default.yaml"
 
 # Each run of scripts/run_comparison.sh before its runs became config files: NAME -> (config, the overrides the
@@ -79,25 +80,25 @@ DEFAULT = CONFIG_DIR / "default.yaml"
 KEEP = '''[not, "no", never, nothing, none, nor, cannot, may, might, could, would, should, perhaps, seem, seems, seemed,
     seeming, very, too, less, least, more, most, much, however, although, but, well, only]'''
 OLD_RUNS = {
-    "text2token": (DEFAULT, BUDGET + EVAL_OFF + ["eval.every=10", "eval.enabled=true", "eval.articles=100"]),
-    "abl-data-only": (DEFAULT, BUDGET + EVAL_OFF + ["stages.1.targets=data", "stages.1.name=data-driven-2"]),
-    "abl-model-only": (DEFAULT, BUDGET + EVAL_OFF + ["stages.0.targets=model", "stages.0.name=model-derived-1"]),
-    "abl-no-filters": (DEFAULT, BUDGET + EVAL_OFF + [
+    "text2token": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["eval.every=10", "eval.enabled=true", "eval.articles=100"]),
+    "abl-data-only": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["stages.1.targets=data", "stages.1.name=data-driven-2"]),
+    "abl-model-only": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["stages.0.targets=model", "stages.0.name=model-derived-1"]),
+    "abl-no-filters": (DEFAULT, FP32 + BUDGET + EVAL_OFF + [
         "targets.data_driven.remove_stopwords=false", "targets.data_driven.remove_punctuation=false",
         "targets.data_driven.remove_fragments=false"]),
-    "abl-mean-pooling": (DEFAULT, BUDGET + EVAL_OFF + ["model.pooling=mean"]),
-    "abl-bidirectional": (DEFAULT, BUDGET + EVAL_OFF + ["model.attention=bidirectional"]),
-    "abl-no-idf": (DEFAULT, BUDGET + EVAL_OFF + ["targets.data_driven.idf=none"]),
-    "abl-no-stopword-filter": (DEFAULT, BUDGET + EVAL_OFF + ["targets.data_driven.remove_stopwords=false"]),
-    "abl-no-fragment-filter": (DEFAULT, BUDGET + EVAL_OFF + ["targets.data_driven.remove_fragments=false"]),
-    "abl-no-punctuation-filter": (DEFAULT, BUDGET + EVAL_OFF + ["targets.data_driven.remove_punctuation=false"]),
-    "abl-bidirectional-mean": (DEFAULT, BUDGET + EVAL_OFF + ["model.attention=bidirectional", "model.pooling=mean"]),
-    "text2token-seed1": (DEFAULT, BUDGET + EVAL_OFF + ["train.seed=1"]),
+    "abl-mean-pooling": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["model.pooling=mean"]),
+    "abl-bidirectional": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["model.attention=bidirectional"]),
+    "abl-no-idf": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["targets.data_driven.idf=none"]),
+    "abl-no-stopword-filter": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["targets.data_driven.remove_stopwords=false"]),
+    "abl-no-fragment-filter": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["targets.data_driven.remove_fragments=false"]),
+    "abl-no-punctuation-filter": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["targets.data_driven.remove_punctuation=false"]),
+    "abl-bidirectional-mean": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["model.attention=bidirectional", "model.pooling=mean"]),
+    "text2token-seed1": (DEFAULT, FP32 + BUDGET + EVAL_OFF + ["train.seed=1"]),
     "simcse": (CONFIG_DIR / "baselines/simcse.yaml", BUDGET + EVAL_OFF),
     "llm2vec": (CONFIG_DIR / "baselines/llm2vec.yaml", BUDGET + EVAL_OFF),
     "simcse-full": (CONFIG_DIR / "baselines/simcse.yaml", BUDGET + EVAL_OFF + ["stages.0.steps=150",
                                                                                 "stages.1.steps=150"]),
-    "probe-keep-stopwords": (DEFAULT, BUDGET + EVAL_OFF + [f"targets.data_driven.keep_stopwords={KEEP}"]),
+    "probe-keep-stopwords": (DEFAULT, FP32 + BUDGET + EVAL_OFF + [f"targets.data_driven.keep_stopwords={KEEP}"]),
 }
 # ... and the same runs now: NAME -> (config file, what the script still passes)
 NEW_RUNS = {
@@ -276,7 +277,7 @@ EARLY_PROBES = {  # scripts/recipe_probe.sh before its probes were config files:
     "mean-noprompt": ["model.pooling=mean", "model.prompt={text}"],
 }
 EARLY_COMMON = ["data.max_texts=null", "eval.articles=500", "train.batch_size=16", "stages.0.steps=60",
-                "stages.1.steps=60", "train.checkpoint_every=1000", "model.max_length=80"]
+                "stages.1.steps=60", "train.checkpoint_every=1000", "model.max_length=80", *FP32]
 
 
 @pytest.mark.parametrize("name", sorted(EARLY_PROBES))

@@ -182,10 +182,11 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     threads: int | None = Field(None, ge=1)
-    autocast: Literal["none", "bf16"] = "none"
+    autocast: Literal["auto", "none", "bf16"] = "auto"
     """``bf16``: forward passes under ``torch.autocast`` in bfloat16, with float32 master weights, optimizer and
-    loss (``benchmarks/train_step.py`` measures it)."""
-    frozen_cache: Literal["none", "float16", "bfloat16", "float32"] = "none"
+    loss (``benchmarks/train_step.py`` measures it); ``auto``: ``bf16`` where the device runs it natively (a CPU
+    with avx512_bf16 / AMX, a CUDA GPU), else ``none``."""
+    frozen_cache: Literal["none", "float16", "bfloat16", "float32"] = "float16"
     """``top_layers`` only: keep the hidden states entering the first trainable layer of every text the frozen
     bottom has run on, in this dtype, and run later steps over the same text through the top layers alone
     (training/frozen_cache.py). ``none``: off."""

@@ -217,19 +217,20 @@ class Encoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
-               show_progress_bar: bool | None = None) -> np.ndarray:
-        """Embeds ``texts`` -> float32 array (n, hidden). Batches are length-sorted, padded per batch."""
+               show_progress_bar: bool | None = None, return_token_counts: bool = False):
+        """Embeds ``texts`` -> float32 array (n, hidden). Batches are length-sorted, padded per batch.
+        ``return_token_counts``: also each text's token count with the prompt, as ``(vectors, counts)``."""
         texts = check_texts(texts)
         out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
-        if not texts:
-            return out
+        counts = np.zeros(len(texts), dtype=np.int64)
         self.model.eval()
-        for idx, batch in self._batches(texts, batch_size, show_progress_bar, "encode"):
+        for idx, batch in (self._batches(texts, batch_size, show_progress_bar, "encode") if texts else ()):
             pooled = self.forward(**batch).float()
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[idx] = pooled.cpu().numpy()
-        return out
+            counts[idx] = batch["attention_mask"].sum(1).cpu().numpy()
+        return (out, counts.tolist()) if return_token_counts else out
 
     @torch.inference_mode()
     def token_distribution(self, texts: Sequence[str], batch_size: int = 32, top_k: int = 32,

@@ -66,10 +66,17 @@ def apply_precision(model, precision: str):
     return model
 
 
+def resolve_autocast(kind: str, device) -> str:
+    """``train.autocast``: ``auto`` -> ``bf16`` where ``device`` runs it natively, else ``none``."""
+    if kind == "auto":
+        return "bf16" if native_bf16(str(device)) else "none"
+    return kind
+
+
 def autocast(kind: str, device):
     """Training's mixed precision (``train.autocast``) for a forward pass; ``none`` changes nothing."""
     import torch
 
-    if kind == "none":
+    if resolve_autocast(kind, device) == "none":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)

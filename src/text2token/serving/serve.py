@@ -209,9 +209,8 @@ def create_app(encoder, model_name: str, max_inputs: int = 2048, max_chars: int 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text2token-model")
 
     def embed(texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        vectors = encoder.encode(texts, batch_size=max_batch, normalize=normalize, show_progress_bar=False)
-        counts = encoder.tokenize(texts)[0]["attention_mask"].sum(1).tolist()
-        return vectors, counts
+        return encoder.encode(texts, batch_size=max_batch, normalize=normalize, show_progress_bar=False,
+                              return_token_counts=True)
 
     batcher = Batcher(embed, executor, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
                       max_wait_s=max_wait_s)

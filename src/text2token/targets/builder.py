@@ -15,7 +15,7 @@ import numpy as np
 
 from ..files import tensor_digest
 from ..model.backbone import resolve
-from ..model.precision import autocast
+from ..model.precision import autocast, resolve_autocast
 from .data_driven import DataDrivenTargets
 from .model_derived import ModelDerivedTargets
 from .store import TargetStore, fingerprint, texts_fingerprint
@@ -67,7 +67,7 @@ class StageTargets:
         if stage.targets == "data":
             fp = fingerprint("data", self.base_fp, text_index.tolist())
             return self.data.transform, t.data_driven.top_k, fp, t.shard_size
-        md, kind = t.model_derived, self.cfg.train.autocast
+        md, kind = t.model_derived, resolve_autocast(self.cfg.train.autocast, self.encoder.device)
         derived = ModelDerivedTargets(self.encoder, md, self.vocab, self.data, t.batch_size)
         width = md.top_k + (t.data_driven.top_k if md.mix_data > 0 else 0)
         extra = {"model_derived": md.model_dump(), "max_length": self.cfg.model.max_length}

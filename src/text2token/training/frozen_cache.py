@@ -30,6 +30,7 @@ import torch
 
 from ..files import atomic_write, sha256_file
 from ..model.partial import decoder_layers, layer_inputs, start_at
+from ..model.precision import resolve_autocast
 from ..targets.store import fingerprint
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,8 @@ def open_frozen_cache(cfg, run_dir: Path, model: torch.nn.Module, world: int, ba
         return None
     layer = n_layers - t.top_layers
     fp = fingerprint("frozen", backbone_fp, {"layer": layer, "attention": cfg.model.attention,
-                                            "autocast": t.autocast, "dtype": t.frozen_cache,
+                                            "autocast": resolve_autocast(t.autocast, next(model.parameters()).device),
+                                            "dtype": t.frozen_cache,
                                             "model_dtype": cfg.model.dtype})
     return FrozenCache(run_dir / "cache" / f"frozen-{fp[:12]}", layer, t.frozen_cache,
                        int(t.frozen_cache_gb * (1 << 30)))
