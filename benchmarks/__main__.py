@@ -24,23 +24,26 @@ from pathlib import Path
 
 # scale first: it measures peak RSS in child processes, and Linux keeps ru_maxrss across fork + exec, so a child
 # started after the parent has loaded models would report the parent's peak (seen: 5 GB for every size)
-BENCHMARKS = ("scale", "encode", "precision", "train_step", "targets", "st_encode")
+BENCHMARKS = ("scale", "encode", "precision", "train_step", "train_run", "targets", "st_encode")
 SUMMARY = "performance"
+LOAD_TEST = "server_load_default"  # benchmarks/server_load.py --model runs/default/final --precision bf16 (minutes)
 
 
 def summary(out_dir: Path) -> str:
     """The goals of every benchmark result in ``out_dir``: one markdown table."""
+    from benchmarks.server_load import load_goals
+
     rows = []
-    for name in BENCHMARKS:
+    for name in (*BENCHMARKS, LOAD_TEST):
         path = out_dir / f"{name}.json"
         if not path.is_file():
             continue
         result = json.loads(path.read_text())
-        for goal in result.get("goals", []):
+        for goal in load_goals(result) if name == LOAD_TEST else result.get("goals", []):
             met = {True: "yes", False: "**no**", None: "see table"}[goal.get("met")]
             measured = goal["measured"]
             measured = f"{measured:,.0f}" if isinstance(measured, (int, float)) and abs(measured) >= 1000 else measured
-            rows.append(f"| `{name}` | {goal['name']} | {goal['goal']} | {measured} | {met} |")
+            rows.append(f"| `{name.removesuffix('_default')}` | {goal['name']} | {goal['goal']} | {measured} | {met} |")
     return "\n".join(["| benchmark | measure | goal | measured | met |", "|---|---|---|---:|---|", *rows])
 
 

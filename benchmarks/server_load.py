@@ -218,6 +218,19 @@ def _tiny_encoder():
                    device="cpu")
 
 
+def load_goals(result: dict) -> list[dict]:
+    """The issue-13 goals of a load result, as rows of ``python -m benchmarks``' summary."""
+    load = result["load"]
+    unanswered = load["requests"] - load["ok"] - load["shed"]
+    return [{"name": f"{load['clients']} clients: client timeouts and errors", "goal": "0",
+             "measured": load["errors"], "met": load["errors"] == 0},
+            {"name": "wrong vectors", "goal": "0", "measured": load["mismatches"], "met": load["mismatches"] == 0},
+            {"name": "requests answered neither 200 nor 503", "goal": "0", "measured": unanswered,
+             "met": unanswered == 0},
+            {"name": "p50 / p99 of the 200s (ms); shed rate", "goal": "report",
+             "measured": f"{load['p50_ms']:.0f} / {load['p99_ms']:.0f}; {load['shed_rate']:.0%}", "met": None}]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()

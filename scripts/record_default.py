@@ -1,7 +1,8 @@
 """Runs the default training (or reads a finished run) and records its results in results/default/, then fills
 the include blocks of README.md and docs/*.md (scripts/update_readme.py).
 
-The copied files: eval.json, metrics.jsonl, config.yaml, loss.png and scores.md (the table the README includes).
+The copied files: eval.json, metrics.jsonl, config.yaml, loss.png and scores.md (the table the README includes);
+time.json: the wall time of the training command.
 
     python scripts/record_default.py [--run runs/default] [--skip-train]
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +36,13 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="only record an existing finished run")
     args = parser.parse_args()
     run = ROOT / args.run
-    if not args.skip_train:
-        subprocess.run(["text2token", "train", "--output", str(run)], check=True, cwd=ROOT)
-    scores = json.loads((run / "eval.json").read_text())
     OUT.mkdir(parents=True, exist_ok=True)
+    if not args.skip_train:
+        start = time.time()
+        subprocess.run(["text2token", "train", "--output", str(run)], check=True, cwd=ROOT)
+        (OUT / "time.json").write_text(json.dumps({"train_wall_s": round(time.time() - start),
+                                                   "cpus": os.cpu_count()}) + "\n")
+    scores = json.loads((run / "eval.json").read_text())
     for name in ("eval.json", "metrics.jsonl", "config.yaml", "loss.png"):
         shutil.copy(run / name, OUT / name)
     seconds = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
