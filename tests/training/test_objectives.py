@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -42,3 +43,56 @@ def test_zero_when_prediction_equals_target():
     logits = torch.full((1, 5), -1e4)
     logits[0, :3] = target.log()
     assert token_kl(logits, torch.tensor([[0, 1, 2]]), target).abs().item() < 1e-5
+
+
+def test_target_contrast_prefers_each_text_its_own_target():
+    from text2token.training.objectives import target_contrast_loss
+
+    ids = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    w = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
+    right = torch.full((3, 8), -5.0)
+    wrong = torch.full((3, 8), -5.0)
+    for i in range(3):
+        right[i, ids[i]] = 5.0  # each text predicts its own target
+        wrong[i, ids[(i + 1) % 3]] = 5.0  # each predicts its neighbour's
+    assert target_contrast_loss(right, ids, w) < 0.01 < 5 < target_contrast_loss(wrong, ids, w)
+    # the scores are log-likelihoods: a direct computation of row 0's cross-entropy agrees
+    logp = torch.log_softmax(wrong, -1)
+    s = torch.stack([(logp[:, ids[j]] * w[j]).sum(-1) for j in range(3)], 1)
+    want = torch.nn.functional.cross_entropy(s, torch.arange(3))
+    torch.testing.assert_close(target_contrast_loss(wrong, ids, w), want)
+
+
+def test_target_contrast_leaves_out_rows_without_target():
+    from text2token.training.objectives import target_contrast_loss
+
+    logits = torch.randn(3, 8, requires_grad=True)
+    ids = torch.tensor([[1, 2], [3, 4], [0, 0]])
+    w = torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.0, 0.0]])
+    loss = target_contrast_loss(logits, ids, w)
+    loss.backward()
+    assert torch.count_nonzero(logits.grad[2]) == 0
+    assert torch.isclose(loss, target_contrast_loss(logits[:2], ids[:2], w[:2]))
+    assert target_contrast_loss(logits[:1], ids[:1], w[:1]) == 0
+
+
+def test_kl_contrastive_trains_and_weight_zero_is_kl(tiny_dir, corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from helpers import tiny_train_config
+    from text2token.training.loop import train
+
+    def run(name, objective, weight):
+        cfg = tiny_train_config(tiny_dir, corpus, contrastive_weight=weight)
+        for s in cfg.stages:
+            s.objective = objective
+        losses = []
+        out = train(cfg, tmp_path / name, show_progress=False, on_step=lambda r: losses.append(r["loss"]))
+        return load_file(str(out / "final" / "model.safetensors")), losses
+
+    kl, kl_losses = run("kl", "kl", 1.0)
+    zero, zero_losses = run("zero", "kl_contrastive", 0.0)
+    joint, joint_losses = run("joint", "kl_contrastive", 1.0)
+    assert zero_losses == pytest.approx(kl_losses) and all(torch.equal(kl[k], zero[k]) for k in kl)
+    assert joint_losses[0] > kl_losses[0], "the contrast adds to the loss"
+    assert any(not torch.equal(kl[k], joint[k]) for k in kl)

@@ -8,6 +8,8 @@ plain batch without dropout gets its pooled embeddings from ``frozen_cache.poole
 - ``kl``: Text2Token. KL(target || softmax(LM_head(pooled))) against the stage's precomputed sparse targets.
 - ``simcse``: unsupervised SimCSE (Gao et al. 2021): dropout positives, in-batch negatives.
 - ``mntp``: LLM2Vec's masked next-token prediction (BehnamGhader et al. 2024).
+- ``kl_contrastive``: ``kl`` plus an in-batch contrastive term over the same targets, a step beyond the paper:
+  text i's predicted distribution must give its own target a higher likelihood than the other texts' targets.
 """
 
 from __future__ import annotations
@@ -74,6 +76,24 @@ def token_kl(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: tor
     return per_row[valid].mean()
 
 
+def target_contrast_loss(logits: torch.Tensor, target_ids: torch.Tensor, target_weights: torch.Tensor,
+                         temperature: float = 1.0) -> torch.Tensor:
+    """In-batch contrast in vocabulary space: score s_ij = sum_k w_jk log p_i(id_jk), the log-likelihood text i's
+    distribution gives text j's target; cross-entropy of softmax_j(s_ij / temperature) against j = i. Rows
+    without a target take no part (as queries or as candidates). Float32; 0 for fewer than 2 such rows."""
+    logits = logits.float()
+    w = target_weights.to(device=logits.device, dtype=torch.float32)
+    ids = target_ids.to(device=logits.device, dtype=torch.long)
+    valid = w.sum(1) > 0
+    if int(valid.sum()) < 2:
+        return logits.sum() * 0.0
+    logits, w, ids = logits[valid], w[valid], ids[valid]
+    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    n, k = ids.shape
+    scores = (logp[:, ids.reshape(-1)].reshape(n, n, k) * w[None]).sum(-1)  # [i, j]
+    return torch.nn.functional.cross_entropy(scores / temperature, torch.arange(n, device=logits.device))
+
+
 def simcse_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
     """Unsupervised SimCSE (InfoNCE): row i of ``z1`` should be closest (cosine) to row i of ``z2`` among the
     batch; ``z1``/``z2`` are two dropout-noised embeddings of the same texts. Symmetric, float32."""
@@ -128,6 +148,17 @@ def kl_step(run, micro: MicroBatch) -> torch.Tensor:
     ids, weights = run.store.get(micro.indices)
     logits = run.forward(lambda: enc.token_logits(pooled(run, micro.local)))
     return run.dist.kl(logits, ids, weights, micro.mine)
+
+
+@objective("kl_contrastive", needs_targets=True)
+def kl_contrastive_step(run, micro: MicroBatch) -> torch.Tensor:
+    """``kl`` + ``train.contrastive_weight`` x the in-batch target contrast (over this process's rows)."""
+    enc, t = run.encoder, run.train
+    ids, weights = run.store.get(micro.indices)
+    logits = run.forward(lambda: enc.token_logits(pooled(run, micro.local)))
+    contrast = target_contrast_loss(logits, torch.from_numpy(ids[micro.mine]), torch.from_numpy(weights[micro.mine]),
+                                    t.contrastive_temperature)
+    return run.dist.kl(logits, ids, weights, micro.mine) + t.contrastive_weight * contrast
 
 
 @objective("simcse", dropout=True)
