@@ -119,6 +119,9 @@ class ModelDerivedConfig(_Strict):
     """Apply the data-driven vocabulary filter (special, stop-word, punctuation, fragment) first."""
     mix_data: float = Field(0.5, ge=0.0, le=1.0)
     """Weight of the data-driven target in the mixture (0 = model-derived only)."""
+    word_starts: bool = False
+    """Map each predicted token without a leading space to its space-prefixed twin ('Sh' -> ' Sh') and merge
+    them, so model-derived and data-driven targets use one token family."""
 
     @field_validator("prompt")
     @classmethod

@@ -165,3 +165,37 @@ def test_data_driven_vectorised_equals_reference(tiny, cfg):
     ref_ids, ref_w = original_transform(dd, texts, tw)
     assert ids.dtype == ref_ids.dtype and w.dtype == ref_w.dtype
     assert np.array_equal(ids, ref_ids) and np.array_equal(w, ref_w), "byte-identical targets"
+
+
+def test_word_start_twins_map_unmarked_words_to_their_marked_twin(tiny_encoder):
+    from text2token.targets.vocab import word_start_twins
+
+    tok = tiny_encoder.tokenizer
+    twins = word_start_twins(tok, tiny_encoder.vocab_size)
+    vocab = tok.get_vocab()
+    assert twins[vocab["dog"]] == vocab["Ġdog"] and twins[vocab["Ġdog"]] == vocab["Ġdog"]
+    for i in tok.all_special_ids:
+        assert twins[i] == i
+    moved = np.nonzero(twins != np.arange(len(twins)))[0]
+    pieces = tok.convert_ids_to_tokens(twins[moved].tolist())
+    assert len(moved) >= 3 and all(p.startswith("Ġ") for p in pieces)
+
+
+def test_model_derived_word_starts_merges_twins(tiny_encoder):
+    enc = tiny_encoder
+    vf = VocabFilter.from_tokenizer(enc.tokenizer, enc.vocab_size)
+    plain_cfg = ModelDerivedConfig(top_k=8, mix_data=0.0, filter_vocab=False)
+    texts = ["the cat sat", "a dog ran"]
+    ids, w = ModelDerivedTargets(enc, plain_cfg, vf).transform(texts)
+    merged_ids, merged_w = ModelDerivedTargets(enc, plain_cfg.model_copy(update={"word_starts": True}),
+                                               vf).transform(texts)
+    from text2token.targets.vocab import word_start_twins
+
+    twins = word_start_twins(enc.tokenizer, enc.vocab_size)
+    for r in range(2):
+        want = {}
+        for t, p in zip(twins[ids[r]].tolist(), w[r].tolist()):
+            want[t] = want.get(t, 0.0) + p
+        got = {t: p for t, p in zip(merged_ids[r].tolist(), merged_w[r].tolist()) if p > 0}
+        assert got.keys() == {t for t, p in want.items() if p > 0}
+        assert all(got[t] == pytest.approx(want[t], rel=1e-5) for t in got)

@@ -5,6 +5,7 @@
     source = stage1:  p(t | d) = softmax(LM_head(pool(h(d))) / T), the decoding of the model's own embedding
                       (computed at the start of the stage, i.e. from the stage-1 model)
     q(d) = top_k(p(. | d) * allowed), renormalised            (allowed: vocab.target_mask, no fragments rule)
+           with word_starts: each id moved to its space-prefixed twin (vocab.word_start_twins), duplicates merged
     target(d) = (1 - mix_data) * q(d) + mix_data * data_driven(d), merged, renormalised
 """
 
@@ -20,7 +21,7 @@ from ..config import ModelDerivedConfig
 from ..model.encoder import Encoder
 from ..model.settings import EncoderSettings
 from .data_driven import DataDrivenTargets, topk_rows
-from .vocab import VocabFilter, target_mask
+from .vocab import VocabFilter, target_mask, word_start_twins
 
 
 def mix(a_ids: np.ndarray, a_w: np.ndarray, b_ids: np.ndarray, b_w: np.ndarray, b_share,
@@ -53,6 +54,7 @@ class ModelDerivedTargets:
         else:  # the model's own embedding, as it encodes texts
             self.encoder = encoder
         self.vocab_mask = torch.from_numpy(target_mask(vocab, cfg.filter_vocab))
+        self.twins = word_start_twins(encoder.tokenizer, encoder.vocab_size) if cfg.word_starts else None
         self.data = data if cfg.mix_data > 0 else None
         self._data_weights = self.data.token_weights() if self.data is not None else None
 
@@ -60,6 +62,8 @@ class ModelDerivedTargets:
         ids, w = self.encoder.token_distribution(
             texts, batch_size=self.batch_size, top_k=self.cfg.top_k, temperature=self.cfg.temperature,
             vocab_mask=self.vocab_mask, show_progress_bar=False)
+        if self.twins is not None:
+            ids, w = mix(self.twins[ids], w, ids[:, :0], w[:, :0], 0.0, self.encoder.vocab_size)
         if self.data is None:
             return ids, w
         d_ids, d_w = self.data.transform(texts, self._data_weights)

@@ -105,6 +105,25 @@ def target_mask(vocab: VocabFilter, filter: bool = True) -> np.ndarray:
     return mask & ~vocab.short if filter else mask
 
 
+def word_start_twins(tokenizer, vocab_size: int) -> np.ndarray:
+    """int [V]: each token without a word-start marker mapped to its marked twin where the vocabulary has one
+    ('Sh' -> ' Sh', 'The' -> ' The'), every other token to itself. After a prompt's closing quote the backbone
+    predicts unmarked word starts, while data-driven targets are marked words: the map puts both in one family."""
+    twins = np.arange(vocab_size)
+    vocab = tokenizer.get_vocab()
+    pieces = [p for p in vocab if p.startswith(WORD_START_MARKERS)]
+    if not pieces:
+        return twins
+    marker = max(WORD_START_MARKERS, key=lambda m: sum(p.startswith(m) for p in pieces))
+    special = set(tokenizer.all_special_ids)
+    for piece, i in vocab.items():
+        if i < vocab_size and i not in special and piece[:1].isalpha() and not piece.startswith(marker):
+            twin = vocab.get(marker + piece)
+            if twin is not None and twin < vocab_size:
+                twins[i] = twin
+    return twins
+
+
 def word_start_prefix(tokenizer) -> str:
     """A prefix that makes the first word of a text tokenise like any later word.
 
