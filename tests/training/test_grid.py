@@ -93,6 +93,21 @@ def test_the_methods_train_on_the_same_texts_in_the_same_order(monkeypatch, tiny
     assert seen["text2token"][:3] != seen["text2token"][3:]  # stage 2 draws its own order
 
 
+@pytest.mark.parametrize("cell_name", ["llm2vec-mean-bidir-lora", "text2token-eos-causal-lora"])
+def test_an_interrupted_lora_cell_resumes_to_the_same_weights(tiny_dir, corpus, tmp_path, cell_name):
+    """The driver resumes interrupted cells: with LoRA (and LoRA + attention dropout) the resumed run ends with
+    the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+    from text2token.training.loop import train
+
+    cfg = _tiny_cfg(next(c for c in CELLS if c.name == cell_name), tiny_dir, corpus)
+    full = train(cfg, tmp_path / "full", show_progress=False)
+    train(cfg, tmp_path / "cut", stop_after_steps=4, show_progress=False)  # inside stage 2
+    cut = train(cfg, tmp_path / "cut", resume=True, show_progress=False)
+    a, b = load_file(str(full / "final/model.safetensors")), load_file(str(cut / "final/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def _trainable_names(tiny_dir, train_cfg, layers):
     from text2token.training.trainable import mark_trainable
     from helpers import make_model
