@@ -50,6 +50,23 @@ class Cell:
 
 CELLS = [Cell(m, p, a, t) for t, (p, a), m in product(TRAINABLES, SETTINGS, METHODS)]
 
+# Wall seconds per step of 16 texts on the 2 shared CPU cores (results/offline/grid/README.md, "Time"): LoRA on
+# every layer measured (3 + 3 steps of text2token-eos-causal-lora, 8.2 s mean), top 8 from the default run
+# (results/default/metrics.jsonl, 2.9 s); a SimCSE step encodes the batch twice (2x); MNTP costs what KL does.
+STEP_SECONDS = {"lora": 8.2, "top8": 2.9}
+OBJECTIVE_FACTOR = {"kl": 1.0, "mntp": 1.0, "simcse": 2.0}
+SETUP_MINUTES = {"text2token": 3.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
+EVAL_MINUTES = 2.0  # `text2token eval --split dev` (results/offline/dev/text2token.json: 106 s)
+
+
+def estimate_minutes(cell: Cell, cfg, train: bool = True) -> float:
+    """Expected wall minutes of ``cell`` (its config ``cfg``): training (when ``train``) and the dev eval."""
+    if not train:
+        return EVAL_MINUTES
+    steps = sum(s.steps * OBJECTIVE_FACTOR[s.objective] for s in cfg.stages) * cfg.train.grad_accum
+    per_step = STEP_SECONDS[cell.trainable] * cfg.train.batch_size / 16
+    return steps * per_step / 60 + SETUP_MINUTES[cell.method] + EVAL_MINUTES
+
 
 def _quote(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"

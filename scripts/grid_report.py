@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_results([a.results / f"{row['cell'].name}.json" for row in scored])
         (a.results / "tasks.md").write_text(comparison_table(runs))
         plot_comparison(runs, a.results / "tasks.png", title="the grid: per-task scores")
-    print(f"wrote {a.results / 'grid.md'}, grid.png, loss.png ({len(scored)} of {len(rows)} cells scored)")
+    pngs = [f for f in ("grid.png", "loss.png", "tasks.png") if (a.results / f).is_file()]
+    print(f"wrote {a.results / 'grid.md'} and {', '.join(pngs) or 'no plot yet'} ({len(scored)} of {len(rows)} "
+          "cells scored)")
     return 0
 
 

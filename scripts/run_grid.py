@@ -38,7 +38,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid_configs import CELLS, REPO, Cell  # noqa: E402
+from grid_configs import CELLS, REPO, Cell, estimate_minutes  # noqa: E402
 
 
 @dataclass
@@ -83,15 +83,15 @@ def parse_options(argv: list[str] | None) -> Options:
 
 
 # ------------------------------------------------------------------------------------------- state of a cell
-def config_facts(cell: Cell) -> tuple[str, int]:
-    """(sha256 of the cell's resolved config without output_dir, the threads its training uses)."""
+def config_facts(cell: Cell):
+    """(sha256 of the cell's resolved config without output_dir, the threads its training uses, the config)."""
     from text2token.config import load_config
 
     cfg = load_config(cell.path)
     settings = cfg.to_dict()
     settings.pop("output_dir")
     sha = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return sha, cfg.train.threads or os.cpu_count() or 1
+    return sha, cfg.train.threads or os.cpu_count() or 1, cfg
 
 
 def record_path(opt: Options, cell: Cell) -> Path:
@@ -228,11 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout` / kill: stop like Ctrl-C
     cells = [c for c in CELLS if not opt.only or any(fnmatch(c.name, g) for g in opt.only)]
     failed = blocked = 0
+    minutes = 0.0
     try:
         for i, cell in enumerate(cells, 1):
-            sha, threads = config_facts(cell)
+            sha, threads, cfg = config_facts(cell)
             steps, note = plan(opt, cell, sha)
-            print(f"[{i}/{len(cells)}] {cell.name}: {' -> '.join(steps) or 'nothing to do'} ({note})", flush=True)
+            left = estimate_minutes(cell, cfg, train=steps[0] in ("train", "resume")) if "eval" in steps else 0.0
+            minutes += left
+            print(f"[{i}/{len(cells)}] {cell.name}: {' -> '.join(steps) or 'nothing to do'} ({note}"
+                  f"{f'; ~{left:.0f} min' if left else ''})", flush=True)
             blocked += note.startswith("BLOCKED")
             if steps and not opt.dry_run and not execute(opt, cell, steps, sha, threads):
                 failed += 1
@@ -243,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         import grid_report
 
         grid_report.main(["--results", str(opt.results), "--records", str(opt.records)])
-    print(f"{len(cells)} cells: {failed} failed, {blocked} blocked", flush=True)
+    print(f"{len(cells)} cells: {failed} failed, {blocked} blocked; estimated wall time left at the start: "
+          f"{minutes / 60:.1f} h (scripts/grid_configs.py STEP_SECONDS)", flush=True)
     return 1 if failed or blocked else 0
 
 
