@@ -246,14 +246,14 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
     assert plans[c[0]].startswith("nothing to do (result done)")
     assert plans[c[1]].startswith("cleanup (result done)")
     assert plans[c[2]].startswith("resume -> eval -> cleanup")
-    assert plans[c[3]].startswith("eval -> cleanup (result missing)")
+    assert plans[c[3]].startswith("eval -> cleanup (result missing; ~2 min)")
     assert plans[c[4]].startswith("eval -> cleanup (result stale")
     assert "BLOCKED" in plans[c[5]] and "changed since it trained" in plans[c[5]]
     assert plans[c[6]].startswith("train -> eval -> cleanup")
     assert (dirs["runs"] / c[1] / "final").is_dir()  # a dry run touches nothing
     assert main("--dry-run", "--keep-models", "--only", c[1], "--only", c[3]) == 0
     out = capsys.readouterr().out
-    assert "nothing to do (result done)" in out and "eval (result missing)" in out and "cleanup" not in out
+    assert "nothing to do (result done)" in out and "eval (result missing" in out and "cleanup" not in out
 
 
 def test_driver_trains_resumes_scores_records_and_cleans_up(driver, capsys):
