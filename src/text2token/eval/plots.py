@@ -1,4 +1,5 @@
-"""Pictures of a run: the training loss of every stage (PNG)."""
+"""Every PNG the project draws: a run's loss and probe curves, token bars, the comparison bars and the grid's
+heatmap and loss curves (scripts/grid_report.py)."""
 
 from __future__ import annotations
 
@@ -156,3 +157,65 @@ def plot_coopt(run_dir: str | Path) -> Path | None:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def plot_grid(named: list[tuple[str, dict]], path: str | Path, types: list[str]) -> Path | None:
+    """Heatmap: one row per cell, columns the task average, the per-type average and each type's average (x 100,
+    written in the cells). ``named``: (cell name, `text2token eval` result); None when there is none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not named:
+        return None
+    cols = ["avg (tasks)", "avg (types)", *types]
+    vals = np.array([[r.get("average") or np.nan, r.get("average_by_type") or np.nan,
+                      *[r.get("type_averages", {}).get(t, np.nan) for t in types]] for _, r in named]) * 100
+    fig, ax = plt.subplots(figsize=(2 + 1.1 * len(cols), 1.2 + 0.32 * len(named)), dpi=120)
+    im = ax.imshow(vals, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(vals):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < np.nanmean(vals[:, j]) else "black")
+    ax.set_xticks(range(len(cols)), [c.replace("_", "\n") for c in cols], fontsize=8)
+    ax.set_yticks(range(len(named)), [n for n, _ in named], fontsize=7)
+    ax.set_title(f"the grid: averages x 100 ({named[0][1].get('split')} split)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_loss_grid(curves: dict[str, dict[str, list[tuple[int, float]]]], path: str | Path,
+                   ncols: int = 3) -> Path | None:
+    """Small multiples: one panel per cell, its training loss against the global step, one colour per stage
+    (``curves``: cell -> stage -> [(step, loss)]); None when there is no curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not curves:
+        return None
+    nrows = -(-len(curves) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.4 * nrows), dpi=100, squeeze=False)
+    for ax, (cell, stages) in zip(axes.flat, curves.items()):
+        for stage, points in stages.items():
+            ax.plot(*zip(*sorted(points)), lw=1, label=stage)
+        ax.set_title(cell, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    fig.supxlabel("step", fontsize=9)
+    fig.supylabel("training loss (each stage its objective's)", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,115 @@
+"""The grid's report: one markdown table and one PNG of task and per-type averages per cell, the loss curves of
+every trained cell, and `text2token compare`'s per-task table.
+
+    python scripts/grid_report.py [--results results/offline/grid] [--records results/offline/grid/train]
+
+Writes RESULTS/grid.md, RESULTS/grid.png, RESULTS/loss.png and RESULTS/tasks.{md,png} (the last from the cells
+with a result). Loss curves and CPU-minutes come from the training records scripts/run_grid.py keeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grid_configs import CELLS, Cell  # noqa: E402
+
+FLAT = 0.05  # a stage is flat when its last quarter lowered the loss by under 5% of the whole stage's drop
+
+
+def train_curve(metrics: Path) -> dict[str, list[tuple[int, float]]]:
+    """Stage name -> [(global step, loss)] from a metrics.jsonl."""
+    curve: dict[str, list[tuple[int, float]]] = {}
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            r = json.loads(line) if line.strip() else {}
+            if r.get("event") == "train":
+                curve.setdefault(r["stage"], []).append((r["global_step"], r["loss"]))
+    return curve
+
+
+def late_drop(points: list[tuple[int, float]]) -> float | None:
+    """(mean loss of the stage's third quarter - of its last quarter) / (first loss - last quarter's mean): the
+    share of the stage's loss decrease still happening at its end; None with fewer than 8 points."""
+    losses = [loss for _, loss in sorted(points)]
+    if len(losses) < 8:
+        return None
+    q = len(losses) // 4
+    last, prev = sum(losses[-q:]) / q, sum(losses[-2 * q:-q]) / q
+    total = losses[0] - last
+    return (prev - last) / total if total > 0 else 0.0
+
+
+def cpu_minutes(record: dict, kind: str) -> float | None:
+    """Wall time x threads of the record's ``kind`` (train / eval) segments, in minutes; every try counts."""
+    segs = [s for s in record.get("segments", []) if s["kind"] == kind]
+    return sum(s["wall_s"] * s["threads"] for s in segs) / 60 if segs else None
+
+
+def load_row(cell: Cell, results: Path, records: Path) -> dict:
+    result_file, record_file = results / f"{cell.name}.json", records / f"{cell.name}.json"
+    curve = train_curve(records / f"{cell.name}.metrics.jsonl")
+    return {"cell": cell, "result": json.loads(result_file.read_text()) if result_file.is_file() else None,
+            "record": json.loads(record_file.read_text()) if record_file.is_file() else {}, "curve": curve,
+            "late_drop": [late_drop(points) for points in curve.values()]}
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def grid_table(rows: list[dict], types: list[str]) -> str:
+    """Markdown: one row per cell (the driver's order), scores x 100, CPU-minutes, and the flattening check."""
+    head = ["cell", "method", "pooling", "attention", "trainable", "avg (tasks)", "avg (types)", *types,
+            "train CPU-min", "late loss drop % (per stage)", "flat"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|---|" + "---:|" * (len(head) - 6) + "---|"]
+    for row in rows:
+        c, r = row["cell"], row["result"] or {}
+        scores = [_pct(r.get("average")), _pct(r.get("average_by_type"))]
+        scores += [_pct(r.get("type_averages", {}).get(t)) for t in types]
+        cpu = cpu_minutes(row["record"], "train")
+        drops = row["late_drop"]
+        flat = "—" if not drops or None in drops else ("yes" if max(drops) < FLAT else "**no**")
+        lines.append("| " + " | ".join([c.name, c.method, c.pooling, c.attention, c.trainable, *scores,
+                                         "—" if cpu is None else f"{cpu:.0f}", " / ".join(map(_pct, drops)) or "—",
+                                         flat]) + " |")
+    lines += ["", f"Scores x 100 on the suite's {_split(rows)} split; late loss drop: how much of a stage's loss "
+              f"decrease its last quarter still made (flat: under {100 * FLAT:.0f}% in every stage)."]
+    return "\n".join(lines) + "\n"
+
+
+def _split(rows: list[dict]) -> str:
+    splits = {row["result"].get("split") for row in rows if row["result"]}
+    return "/".join(sorted(map(str, splits))) or "(no results yet)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", type=Path, default=Path("results/offline/grid"))
+    p.add_argument("--records", type=Path, default=Path("results/offline/grid/train"))
+    a = p.parse_args(argv)
+    from text2token.eval.plots import plot_comparison, plot_grid, plot_loss_grid
+    from text2token.eval.report import comparison_table, load_results
+    from text2token.eval.suite import TASK_TYPES
+
+    rows = [load_row(c, a.results, a.records) for c in CELLS]
+    a.results.mkdir(parents=True, exist_ok=True)
+    (a.results / "grid.md").write_text(grid_table(rows, list(TASK_TYPES)))
+    scored = [row for row in rows if row["result"]]
+    plot_grid([(row["cell"].name, row["result"]) for row in scored], a.results / "grid.png", list(TASK_TYPES))
+    plot_loss_grid({row["cell"].name: row["curve"] for row in rows if row["curve"]}, a.results / "loss.png")
+    if scored:  # what `text2token compare RESULTS/CELL.json ... --output RESULTS/tasks` writes
+        runs = load_results([a.results / f"{row['cell'].name}.json" for row in scored])
+        (a.results / "tasks.md").write_text(comparison_table(runs))
+        plot_comparison(runs, a.results / "tasks.png", title="the grid: per-task scores")
+    pngs = [f for f in ("grid.png", "loss.png", "tasks.png") if (a.results / f).is_file()]
+    print(f"wrote {a.results / 'grid.md'} and {', '.join(pngs) or 'no plot yet'} ({len(scored)} of {len(rows)} "
+          "cells scored)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
