@@ -138,6 +138,8 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     tmp.cleanup()
     med = {k: v["median_s"] / steps for k, v in t.items()}
     measured = ratio(med["text2token"], med["plain"])
+    # the default recipe: stage 1 visits each text once (bottom computed), stage 2 reads the model-derived pass's
+    default_step = (med["text2token_bf16_autocast"] + med["text2token_bf16_cached"]) / 2
     result = {
         "batch_size": bs, "steps_per_round": steps, "trainable_params": n_top, "all_params": n_all,
         "top_layers": cfg.train.top_layers, "seconds_per_step": {k: round(v, 4) for k, v in med.items()},
@@ -149,12 +151,14 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             "fp32_vs_bf16_autocast_speed": ratio(med["text2token"], med["text2token_bf16_autocast"]),
             "uncached_vs_cached_speed": ratio(med["text2token"], med["text2token_cached"]),
             "fp32_vs_bf16_cached_speed": ratio(med["text2token"], med["text2token_bf16_cached"]),
+            "fp32_vs_default_step_speed": ratio(med["text2token"], default_step),
         },
         "cache_rows_read": cache_hits,
         "goals": [goal("Text2Token step time / plain step time", measured, GOAL, "<=",
                        exact=med["text2token"] / med["plain"]),
-                  goal("fp32 step / bf16-autocast cached step", ratio(med["text2token"], med["text2token_bf16_cached"]),
-                       CACHE_GOAL, ">=", exact=med["text2token"] / med["text2token_bf16_cached"])],
+                  goal("fp32 step / the default's step (bf16; stage 1 uncached, stage 2 cached: their mean)",
+                       ratio(med["text2token"], default_step), CACHE_GOAL, ">=",
+                       exact=med["text2token"] / default_step)],
         "notes": "time ratios (> 1 = the first named is slower); plain = pre-tokenised base forward, mean-pooled "
                  "dummy loss, same trainable setup and optimizer",
         "model": cfg.model.backbone, "torch_threads": torch.get_num_threads(),
@@ -166,7 +170,8 @@ def run(cfg, size: dict) -> tuple[dict, str]:
         "fp32_vs_bf16_autocast_speed": "fp32 step / bf16-autocast step (train.autocast=bf16; > 1 = bf16 faster)",
         "uncached_vs_cached_speed": "fp32 step / fp32 step from the frozen-layer cache (> 1 = cached faster)",
         "fp32_vs_bf16_cached_speed": "fp32 step / bf16-autocast step from the cache (the default's stage-2 step)",
-    }, goals={"text2token_vs_plain_time": f"<= {GOAL}", "fp32_vs_bf16_cached_speed": f">= {CACHE_GOAL}"})
+        "fp32_vs_default_step_speed": "fp32 step / the default's mean step (stage 1 bf16, stage 2 bf16 + cache)",
+    }, goals={"text2token_vs_plain_time": f"<= {GOAL}", "fp32_vs_default_step_speed": f">= {CACHE_GOAL}"})
     md = report(f"batch {bs} Wikipedia passages, `{cfg.model.backbone}`, top {cfg.train.top_layers} layers "
                 f"({n_top / 1e6:.1f}M of {n_all / 1e6:.1f}M weights train); Text2Token step "
                 f"{med['text2token']:.2f} s, plain {med['plain']:.2f} s",

@@ -50,7 +50,7 @@ def test_encode_and_train_step_ratios(quick_results):
     step = json.loads((quick_results / "train_step.json").read_text())
     assert set(step["ratios"]) == {"text2token_vs_plain_time", "dense_kl_vs_sparse_time",
                                    "full_backward_vs_top_layers_time", "fp32_vs_bf16_autocast_speed",
-                                   "uncached_vs_cached_speed", "fp32_vs_bf16_cached_speed"}
+                                   "uncached_vs_cached_speed", "fp32_vs_bf16_cached_speed", "fp32_vs_default_step_speed"}
     assert step["cache_rows_read"] > 0, "the cached sides read the frozen-layer cache"
     assert all(_positive(v) for v in step["ratios"].values()) and step["trainable_params"] < step["all_params"]
 
