@@ -172,6 +172,8 @@ class FrozenCache:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir.parent.is_dir() and not any(self.dir.parent.iterdir()):
+            self.dir.parent.rmdir()
 
 
 # ------------------------------------------------------------------------------------------- the run's cache
