@@ -255,6 +255,7 @@ def eval_cmd(
     name: Optional[str] = typer.Option(None, "--name", help="Name in the results (default: from --model)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON (default: results/NAME.json)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
+    precision: str = PRECISION,
 ):
     """Score a model on the offline suite (v2: 11 tasks, 5 task types); prints a table, writes JSON."""
     from .eval.baselines import load_model
@@ -268,8 +269,9 @@ def eval_cmd(
         raise Text2TokenError(f"--output {output}: expected a .json file name")
     task_list = load_suite(split, [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None, version)
     label = name or (model.split(":", 1)[1] if model.startswith("baseline:") else _model_label(Path(model)))
-    result = run_suite(load_model(model), task_list, label, split, version=version)
+    result = run_suite(load_model(model, precision=precision), task_list, label, split, version=version)
     result["model_spec"] = model
+    result["precision"] = precision
     output = output or Path("results") / f"{label}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(result, indent=2).encode()

@@ -33,10 +33,11 @@ import numpy as np
 
 from .masking import content_forms, mask_words
 
-BUILD_VERSION = 2  # bump when a rule below changes: the on-disk task cache is keyed by it
+BUILD_VERSION = 3  # bump when a rule below changes: the on-disk task cache is keyed by it
 PASSAGE_WORDS = 40
 RERANK_NEGATIVES = 29
 MIN_CONTENT = 5  # a masked passage keeps at least this many content words
+MIN_EXAMPLE_CONTENT = 3  # and a masked usage example this many ("he enjoyed ___ his father" says too little)
 SIZES = {"dev": {"words": 120, "senses": 6, "distractors": 900, "pattern": 300},
          "test": {"words": 200, "senses": 6, "distractors": 1500, "pattern": 600}}
 
@@ -152,7 +153,7 @@ def _all_wordnet_items() -> tuple[dict, ...]:
         for example in s["examples"]:
             masked, n = mask_words(example, keys)
             left = content_forms(masked)
-            if n and len(left) >= 2 and not left & gloss_forms:
+            if n and len(left) >= MIN_EXAMPLE_CONTENT and not left & gloss_forms:
                 items.append({"gloss": s["gloss"], "example": masked, "lemmas": s["lemmas"],
                               "lexname": s["lexname"], "split": _wordnet_split(s)})
                 break
