@@ -152,3 +152,16 @@ def test_run_suite_records_items_and_standard_errors(v2):
         assert t["se"] > 0 and t["items"]["kind"] in ("ap", "v_measure")
         n, stat = bootstrap.statistic(t["items"])
         assert stat(np.arange(n)) == pytest.approx(t["main_score"], abs=1e-3)
+
+
+def test_compare_table_shows_standard_errors_and_paired_differences(v2):
+    from text2token.eval.baselines import TfidfModel
+    from text2token.eval.report import comparison_table
+    from text2token.eval.suite import run_suite
+
+    task = v2["dev"]["wordnet-sense-pairs"]
+    a = run_suite(TfidfModel(), [task], "a", "dev", show_progress_bar=False)
+    b = {**a, "model": "b"}
+    table = comparison_table([a, b])
+    assert "avg se" in table.splitlines()[0]
+    assert "- b - a: +0.00 (paired bootstrap SE 0.00, 1 tasks)" in table
