@@ -21,7 +21,7 @@ heavy() { local out=$1; shift; flock "$LOCK" bash -c '[ -f "$0" ] || "$@"' "$out
 evaluate() {  # NAME MODEL
   for split in $SPLITS; do
     local out="$RES/$1.json"; [ "$split" = dev ] && out="$RES/dev/$1.json"
-    heavy "$out" text2token eval --model "$2" --name "$1" --split "$split" --output "$out"
+    heavy "$out" text2token eval --suite v1 --precision fp32 --model "$2" --name "$1" --split "$split" --output "$out"
   done
 }
 

@@ -16,7 +16,7 @@ if [ ! -f "$RES/autocast-bf16-time.json" ]; then  # a run trained earlier: from 
   echo "{\"train_wall_s_from_files\": $(( $(stat -c %Y "$RUN/eval.json") - $(stat -c %Y "$RUN/config.yaml") ))}" \
     > "$RES/autocast-bf16-time.json"
 fi
-[ -f "$RES/autocast-bf16.json" ] || text2token eval --model "$RUN/final" --name text2token-autocast-bf16 --split test \
+[ -f "$RES/autocast-bf16.json" ] || text2token eval --suite v1 --precision fp32 --model "$RUN/final" --name text2token-autocast-bf16 --split test \
   --output "$RES/autocast-bf16.json"
 text2token compare results/offline/text2token-default.json "$RES/autocast-bf16.json" --output "$RES/comparison" \
   --title "default recipe: fp32 vs bf16-autocast training (test split)"

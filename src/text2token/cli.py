@@ -249,32 +249,35 @@ def search(
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help="A model directory (or run directory) or baseline:NAME "
                               "(mean, eos, prompteol, tfidf, bm25, minilm)."),
-    suite: str = typer.Option("offline", "--suite", help="The task suite: offline."),
+    suite: str = typer.Option("offline", "--suite", help="The task suite: offline (= v2, the current one), v2 or v1."),
     split: str = typer.Option("test", "--split", help="test (report numbers) or dev (make choices)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated task names (default: all)."),
     name: Optional[str] = typer.Option(None, "--name", help="Name in the results (default: from --model)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON (default: results/NAME.json)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
+    precision: str = PRECISION,
 ):
-    """Score a model on the offline suite (10 tasks, 5 task types); prints a table, writes JSON."""
+    """Score a model on the offline suite (v2: 11 tasks, 5 task types); prints a table, writes JSON."""
     from .eval.baselines import load_model
-    from .eval.suite import load_suite, run_suite
+    from .eval.suite import SUITE_VERSION, VERSIONS, load_suite, run_suite
     from .files import atomic_write
 
-    if suite != "offline":
-        raise Text2TokenError(f"unknown suite {suite!r} (choose offline; MTEB tasks run with `text2token mteb`)")
+    version = SUITE_VERSION if suite == "offline" else VERSIONS.get(suite)
+    if version is None:
+        raise Text2TokenError(f"unknown suite {suite!r} (choose offline, v2 or v1; MTEB tasks run with `text2token mteb`)")
     if output is not None and output.suffix != ".json":
         raise Text2TokenError(f"--output {output}: expected a .json file name")
-    task_list = load_suite(split, [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
+    task_list = load_suite(split, [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None, version)
     label = name or (model.split(":", 1)[1] if model.startswith("baseline:") else _model_label(Path(model)))
-    result = run_suite(load_model(model), task_list, label, split)
+    result = run_suite(load_model(model, precision=precision), task_list, label, split, version=version)
     result["model_spec"] = model
+    result["precision"] = precision
     output = output or Path("results") / f"{label}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(result, indent=2).encode()
     atomic_write(output, lambda f: f.write(data))
     rows = [(task, r["type"], r["main_metric"], r["main_score"]) for task, r in result["tasks"].items()]
-    out.print(tables.task_table(f"{label} on the offline suite ({split})", rows, result["average"]))
+    out.print(tables.task_table(f"{label} on the offline suite v{version} ({split})", rows, result["average"]))
     out.print(f"wrote {output}")
 
 

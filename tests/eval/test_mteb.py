@@ -243,7 +243,7 @@ def test_offline_suite_tasks_run_in_mteb_with_the_same_scores(tiny_encoder):
     """Tasks of the offline suite as local MTEB tasks: mteb.evaluate's nDCG@10 equals the suite's own."""
     from text2token.eval.suite import load_suite, run_suite, to_mteb_task
 
-    suite = {t.name: t for t in load_suite("dev", ["wordnet-definition-retrieval", "polarity-classification"])}
+    suite = {t.name: t for t in load_suite("dev", ["wordnet-definition-retrieval", "polarity-classification"], version=1)}
     retrieval = suite["wordnet-definition-retrieval"]
     tasks = [to_mteb_task(retrieval), to_mteb_task(suite["polarity-classification"])]
     results = {r.task_name: r.scores["test"][0] for r in evaluate(to_mteb(tiny_encoder), tasks).task_results}
@@ -253,7 +253,7 @@ def test_offline_suite_tasks_run_in_mteb_with_the_same_scores(tiny_encoder):
         ours["tasks"]["wordnet-definition-retrieval"]["ndcg@10"], abs=2e-3)
     assert 0.0 <= results["polarity-classification"]["accuracy"] <= 1.0
     with pytest.raises(Text2TokenError, match="no local MTEB version"):
-        to_mteb_task(load_suite("dev", ["wordnet-lexname-clustering"])[0])
+        to_mteb_task(load_suite("dev", ["wordnet-lexname-clustering"], version=1)[0])
 
 
 @pytest.mark.parametrize("pooling", list(POOLINGS))

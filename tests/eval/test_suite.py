@@ -17,12 +17,12 @@ from helpers import assert_one_line_error, run_cli
 
 @pytest.fixture(scope="module")
 def test_suite():
-    return load_suite("test")
+    return load_suite("test", version=1)
 
 
 @pytest.fixture(scope="module")
 def dev_suite():
-    return load_suite("dev")
+    return load_suite("dev", version=1)
 
 
 def test_ranking_score_counts_ranks():
@@ -81,7 +81,7 @@ def test_suite_has_its_ten_tasks_of_five_types(test_suite):
 
 def test_dev_and_test_are_disjoint_and_fixed(test_suite, dev_suite):
     assert not set(suite_texts(test_suite)) & set(suite_texts(dev_suite))
-    again = load_suite("test")
+    again = load_suite("test", version=1)
     assert [t.texts for t in again] == [t.texts for t in test_suite]
 
 
@@ -117,12 +117,12 @@ def test_reranking_ranks_only_its_candidates():
 
 def test_eval_and_compare_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "baseline:tfidf", "--tasks",
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "baseline:tfidf", "--suite", "v1", "--tasks",
                            "wiki-description-retrieval,polarity-classification", "--output", "a.json")
     assert code == 0, err
     a = json.loads((tmp_path / "a.json").read_text())
-    assert a["model"] == "tfidf" and a["split"] == "test" and len(a["tasks"]) == 2
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "baseline:bm25", "--tasks",
+    assert a["model"] == "tfidf" and a["split"] == "test" and len(a["tasks"]) == 2 and a["suite_version"] == 1
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "baseline:bm25", "--suite", "v1", "--tasks",
                            "wiki-description-retrieval,polarity-classification", "--output", "b.json")
     assert code == 0, err
     code, _, err = run_cli(monkeypatch, capsys, "compare", "a.json", "b.json", "--output", "cmp/table")
@@ -145,6 +145,7 @@ def test_comparison_bars_get_distinct_colours(n):
     (["eval", "--model", "baseline:tfidf", "--tasks", "nope"], "unknown task"),
     (["eval", "--model", "baseline:tfidf", "--split", "train"], "unknown split"),
     (["eval", "--model", "baseline:tfidf", "--suite", "mteb"], "unknown suite"),
+    (["eval", "--model", "baseline:tfidf", "--suite", "v3"], "unknown suite"),
     (["compare", "missing.json"], "results file not found"),
 ])
 def test_eval_errors_are_one_line(monkeypatch, capsys, tmp_path, args, text):

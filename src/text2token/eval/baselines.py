@@ -86,15 +86,28 @@ def minilm_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def load_model(spec: str, backbone: str = "smollm2-135m", max_length: int = 80):
-    """``baseline:NAME`` or a text2token model directory -> an object with ``encode`` (or ``score``)."""
+def _convert(encoder, precision: str):
+    """A raw backbone encoder converted for inference as ``Encoder.load(precision=...)`` converts a saved one."""
+    from ..model.precision import apply_precision, resolve_precision
+
+    resolved = resolve_precision(precision, str(encoder.device))
+    if resolved != "fp32":
+        encoder.model = apply_precision(encoder.model, resolved)
+        encoder.precision = resolved
+    return encoder
+
+
+def load_model(spec: str, backbone: str = "smollm2-135m", max_length: int = 80, precision: str = "fp32"):
+    """``baseline:NAME`` or a text2token model directory -> an object with ``encode`` (or ``score``);
+    ``precision`` (fp32, bf16, int8, auto) applies to the backbone encoders (model/precision.py)."""
     if spec.startswith(PREFIX):
         name = spec[len(PREFIX):]
         if name in RAW:
             from ..model.encoder import Encoder
             from ..model.settings import EncoderSettings
 
-            return Encoder.from_backbone(backbone, EncoderSettings(max_length=max_length, **RAW[name]))
+            return _convert(Encoder.from_backbone(backbone, EncoderSettings(max_length=max_length, **RAW[name])),
+                            precision)
         if name == "tfidf":
             return TfidfModel()
         if name == "bm25":
@@ -107,4 +120,4 @@ def load_model(spec: str, backbone: str = "smollm2-135m", max_length: int = 80):
     path = Path(spec)
     if path.is_dir() and not (path / "text2token.json").is_file() and (path / "final" / "text2token.json").is_file():
         path = path / "final"  # a run directory: its saved encoder
-    return Encoder.load(path)
+    return Encoder.load(path, precision=precision)

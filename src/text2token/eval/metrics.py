@@ -26,8 +26,10 @@ def cosine(a, b) -> np.ndarray:
     return sims.toarray() if sp.issparse(sims) else np.asarray(sims)
 
 
-def rank_metrics(above: np.ndarray, tied: np.ndarray, n_candidates: int, k: int = 10) -> dict[str, float]:
-    """nDCG@k, MRR@k, MAP (= MRR without cut-off), recall@1 and recall@k, averaged over queries.
+def rank_metrics(above: np.ndarray, tied: np.ndarray, n_candidates: int, k: int = 10,
+                 per_query: bool = False) -> dict:
+    """nDCG@k, MRR@k, MAP (= MRR without cut-off), recall@1 and recall@k, averaged over queries
+    (``per_query``: one array of values per metric instead).
 
     ``above[i]``: candidates scored strictly higher than query i's relevant one; ``tied[i]``: candidates with the
     same score, the relevant one included (>= 1).
@@ -43,7 +45,8 @@ def rank_metrics(above: np.ndarray, tied: np.ndarray, n_candidates: int, k: int 
     out = {}
     for name, at in at_position.items():  # mean over positions above .. above + tied - 1, by cumulative sums
         cum = np.concatenate([[0.0], np.cumsum(at)])
-        out[name] = float(np.mean((cum[above + tied] - cum[above]) / tied))
+        values = (cum[above + tied] - cum[above]) / tied
+        out[name] = values if per_query else float(np.mean(values))
     return out
 
 
@@ -54,10 +57,11 @@ def rank_counts(sims: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.
     return (sims > target[:, None]).sum(1), (sims == target[:, None]).sum(1)
 
 
-def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, float]:
-    """Rank metrics of a score matrix [queries, candidates]; ``relevant[i]`` is query i's relevant column."""
+def ranking_score(sims: np.ndarray, relevant: np.ndarray, k: int = 10, per_query: bool = False) -> dict:
+    """Rank metrics of a score matrix [queries, candidates]; ``relevant[i]`` is query i's relevant column.
+    A ``-inf`` candidate is not ranked (an excluded or padded column)."""
     above, tied = rank_counts(sims, relevant)
-    return rank_metrics(above, tied, sims.shape[1], k)
+    return rank_metrics(above, tied, int(np.isfinite(sims).sum(1).max()), k, per_query)
 
 
 def knn_accuracy(embeddings: np.ndarray, labels: Sequence[str], k: int = 10) -> float:
@@ -73,8 +77,9 @@ def knn_accuracy(embeddings: np.ndarray, labels: Sequence[str], k: int = 10) -> 
     return float(np.mean(votes.argmax(1) == y))
 
 
-def classification_score(x, labels: Sequence[str], folds: int = 5, seed: int = 0) -> dict:
-    """Stratified k-fold logistic regression on frozen embeddings (standardised per fold): accuracy, macro-F1."""
+def classification_score(x, labels: Sequence[str], folds: int = 5, seed: int = 0, items: bool = False) -> dict:
+    """Stratified k-fold logistic regression on frozen embeddings (standardised per fold): accuracy, macro-F1
+    (``items``: also ``correct``, each text's out-of-fold prediction right or wrong)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import StratifiedKFold
@@ -83,24 +88,29 @@ def classification_score(x, labels: Sequence[str], folds: int = 5, seed: int = 0
 
     y = np.asarray(labels)
     acc, f1 = [], []
+    correct = np.zeros(len(y), dtype=bool)
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
         clf = make_pipeline(StandardScaler(with_mean=not sp.issparse(x)), LogisticRegression(max_iter=2000))
         clf.fit(x[train], y[train])
         pred = clf.predict(x[test])
+        correct[test] = pred == y[test]
         acc.append(accuracy_score(y[test], pred))
         f1.append(f1_score(y[test], pred, average="macro"))
-    return {"accuracy": float(np.mean(acc)), "f1": float(np.mean(f1))}
+    out = {"accuracy": float(np.mean(acc)), "f1": float(np.mean(f1))}
+    return {**out, "correct": correct} if items else out
 
 
-def clustering_score(x, labels: Sequence[str], seeds: int = 3) -> dict:
-    """k-means (k = number of labels) on unit vectors, v-measure against the labels, mean over seeds."""
+def clustering_score(x, labels: Sequence[str], seeds: int = 3, items: bool = False) -> dict:
+    """k-means (k = number of labels) on unit vectors, v-measure against the labels, mean over seeds
+    (``items``: also ``assignments``, one cluster id array per seed)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import v_measure_score
 
     x = normalize_rows(x)
     k = len(set(labels))
-    scores = [v_measure_score(labels, KMeans(k, n_init=5, random_state=s).fit_predict(x)) for s in range(seeds)]
-    return {"v_measure": float(np.mean(scores))}
+    assignments = [KMeans(k, n_init=5, random_state=s).fit_predict(x) for s in range(seeds)]
+    out = {"v_measure": float(np.mean([v_measure_score(labels, a) for a in assignments]))}
+    return {**out, "assignments": assignments} if items else out
 
 
 def pair_score(sims: np.ndarray, labels: np.ndarray) -> dict:

