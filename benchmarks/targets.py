@@ -4,7 +4,9 @@
 
 - data-driven: ``DataDrivenTargets`` fitted on the texts, then ``TargetStore.build`` over them (``transform`` +
   checksummed shard writes, as ``train.py`` does), on real 64-token texts (Wikipedia passages joined and cut
-  at 64 tokens). The tokenizer alone (``encode_batch_fast``) is the ceiling and is measured too.
+  at 64 tokens). The tokenizer alone (``encode_batch_fast`` of the copy ``transform`` calls) is the ceiling
+  and is measured too. Ids and targets of every text are checked against the tokenizer's own call and the
+  original transform.
 - model-derived: ``ModelDerivedTargets.transform`` (default config: the frozen backbone read after the PromptEOL
   prompt, top-32 of the filtered vocabulary, mixed half-half with the data-driven target) vs
   ``Encoder.encode`` of the same mixed-length texts, batch ``targets.batch_size``.
@@ -84,7 +86,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
                           lambda i, j: texts[i:j], lambda t: dd.transform(t, tw), ddc.top_k,
                           shard_size=cfg.targets.shard_size, show_progress=False)
 
-    backend = tok.backend_tokenizer
+    backend = dd.backend  # the tokenizer copy transform calls (a larger BPE word cache)
     dd_t = side_by_side({
         "store_build": build,
         "transform": lambda: dd.transform(texts, tw),
@@ -94,8 +96,8 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     tmp.cleanup()
     n = len(texts)
     dd_rate = {k: round(n / v["median_s"], 1) for k, v in dd_t.items()}
-    probe = texts[:2000]
-    identical_ids = _token_ids(tok, probe, dd.prefix) == tok([dd.prefix + t for t in probe],
+    probe = texts
+    identical_ids = _token_ids(tok, probe, dd.prefix, dd.backend) == tok([dd.prefix + t for t in probe],
                                                               add_special_tokens=False)["input_ids"]
     new, old = dd.transform(probe, tw), original_transform(dd, probe, tw)
     identical_targets = bool(np.array_equal(new[0], old[0]) and np.array_equal(new[1], old[1]))

@@ -24,17 +24,44 @@ from ..config import DataDrivenConfig
 from .vocab import VocabFilter, word_start_prefix
 
 
-def _token_ids(tokenizer, texts: Sequence[str], prefix: str) -> list[list[int]]:
+BPE_CACHE_WORDS = 1 << 18
+"""Words whose BPE pieces the target tokenizer keeps (the library's default, 10,000, is full long before a
+Wikipedia corpus's ~50k distinct words of 20k texts; a word not cached is merged again every time)."""
+
+
+def target_backend(tokenizer):
+    """A private copy of a fast tokenizer's Rust backend with a ``BPE_CACHE_WORDS`` word cache, or None.
+
+    The copy leaves the caller's tokenizer (and its memory) alone; the cache changes no ids, only time.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.encode_special_tokens = backend.encode_special_tokens
+    copy.no_truncation()  # used only while the caller's backend has neither (see _token_ids)
+    copy.no_padding()
+    resize = getattr(copy.model, "_resize_cache", None)  # BPE only
+    if resize is not None:
+        resize(BPE_CACHE_WORDS)
+    return copy
+
+
+def _token_ids(tokenizer, texts: Sequence[str], prefix: str, backend=None) -> list[list[int]]:
     """Token ids of ``prefix + text`` per text, no special tokens.
 
-    A fast tokenizer's backend is called directly (``encode_batch_fast``: no offsets, no Python per-text
-    wrapper), which gives the same ids as ``tokenizer(texts)`` at about twice the speed; anything else, or a
-    backend with truncation/padding switched on, goes through the tokenizer's own call.
+    A fast tokenizer's backend (``backend``, else the tokenizer's own) is called directly
+    (``encode_batch_fast``: no offsets, no Python per-text wrapper), which gives the same ids as
+    ``tokenizer(texts)`` at about twice the speed; anything else, or a backend with truncation/padding
+    switched on, goes through the tokenizer's own call.
     """
     texts = [prefix + t for t in texts] if prefix else list(texts)
-    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    own = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    backend = backend or own
     fast = getattr(backend, "encode_batch_fast", None)
-    if fast is not None and backend.truncation is None and backend.padding is None:
+    if fast is not None and own is not None and own.truncation is None and own.padding is None:
         return [e.ids for e in fast(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
@@ -99,12 +126,13 @@ class DataDrivenTargets:
         self.vocab = vocab or VocabFilter.from_tokenizer(tokenizer, vocab_size, min_chars=cfg.min_chars,
                                                             keep_stopwords=cfg.keep_stopwords)
         self.prefix = word_start_prefix(tokenizer)
+        self.backend = target_backend(tokenizer)
         self.df = np.zeros(vocab_size, dtype=np.int64)
         self.n_docs = 0
 
     def fit(self, chunks: Iterator[Sequence[str]]) -> "DataDrivenTargets":
         for texts in chunks:
-            counts = count_matrix(_token_ids(self.tokenizer, texts, self.prefix), self.vocab_size)
+            counts = count_matrix(_token_ids(self.tokenizer, texts, self.prefix, self.backend), self.vocab_size)
             self.df += np.bincount(counts.indices, minlength=self.vocab_size)
             self.n_docs += len(texts)
         return self
@@ -121,7 +149,8 @@ class DataDrivenTargets:
         c = self.cfg
         tw = self.token_weights() if token_weights is None else token_weights
         # tokens that can never be a target (weight 0) are dropped before counting: the same top-k, less work
-        counts = count_matrix(_token_ids(self.tokenizer, texts, self.prefix), self.vocab_size, keep=tw != 0)
+        token_ids = _token_ids(self.tokenizer, texts, self.prefix, self.backend)
+        counts = count_matrix(token_ids, self.vocab_size, keep=tw != 0)
         tf = counts.data
         if c.tf == "log":
             tf = 1.0 + np.log(tf)
