@@ -103,6 +103,9 @@ class DataDrivenConfig(_Strict):
     min_chars: int = Field(2, ge=1)
     power: float = Field(1.0, gt=0.0)
     """Weights are raised to this power before normalising (< 1 flattens, > 1 sharpens)."""
+    whole_words: bool = False
+    """Count a token only where it is a whole word: the next token does not continue it (the first piece
+    ' Se' of ' Seismic' is no target)."""
 
 
 class ModelDerivedConfig(_Strict):

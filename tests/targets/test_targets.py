@@ -199,3 +199,21 @@ def test_model_derived_word_starts_merges_twins(tiny_encoder):
         got = {t: p for t, p in zip(merged_ids[r].tolist(), merged_w[r].tolist()) if p > 0}
         assert got.keys() == {t for t, p in want.items() if p > 0}
         assert all(got[t] == pytest.approx(want[t], rel=1e-5) for t in got)
+
+
+def test_whole_words_drops_first_pieces_of_longer_words(tiny_encoder):
+    tok = tiny_encoder.tokenizer
+    vf = VocabFilter.from_tokenizer(tok, tiny_encoder.vocab_size)
+    text = "photosynthesis converts the zebras, catapult"
+    pieces = tok.convert_ids_to_tokens(tok(" " + text, add_special_tokens=False)["input_ids"])
+    split_word = {"Ġzebra", "Ġcat"}  # ' zebras' = ' zebra' + 's', ' catapult' = ' cat' + 'ap' + ...
+    assert split_word <= set(pieces), pieces
+    base = DataDrivenConfig(top_k=16, min_df=1, max_df=1.0)
+    targets = {}
+    for whole in (False, True):
+        dd = DataDrivenTargets(tok, tiny_encoder.vocab_size, base.model_copy(update={"whole_words": whole}), vf)
+        dd.fit(iter([[text, "the cat"]]))
+        ids, w = dd.transform([text])
+        targets[whole] = set(tok.convert_ids_to_tokens(ids[0][w[0] > 0].tolist()))
+    assert split_word <= targets[False] and not split_word & targets[True]
+    assert "Ġphotosynthesis" in targets[True], "a whole word followed by a word start or punctuation stays"

@@ -7,6 +7,8 @@ For text d and token t (counts over the text's own tokens, no prompt, no special
     idf: smooth = ln((1 + N) / (1 + df)) + 1,  bm25 = ln(1 + (N - df + 0.5) / (df + 0.5)),  none = 1
     allowed(t) = not special, not punctuation/whitespace, not a stop word, not a word-continuing fragment
                  or shorter than min_chars, min_df <= df(t), df(t) <= max_df * N
+    whole_words: an occurrence counts only if the next token does not continue its word (' Se' of ' Seismic'
+                 does not count; ' earthquake' does)
     target(d) = top_k(w(d, .) ** power), normalised to sum 1
 
 N and df are counted over the training corpus (a first streaming pass).
@@ -66,17 +68,23 @@ def _token_ids(tokenizer, texts: Sequence[str], prefix: str, backend=None) -> li
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def count_matrix(token_ids: list[list[int]], vocab_size: int, keep: np.ndarray | None = None) -> sp.csr_matrix:
+def count_matrix(token_ids: list[list[int]], vocab_size: int, keep: np.ndarray | None = None,
+                 continues: np.ndarray | None = None) -> sp.csr_matrix:
     """Token counts per text as a CSR matrix [n_texts, V] with sorted column indices.
 
-    ``keep`` (bool [V]) drops the other tokens before counting. Vectorised: the ids are flattened in C
-    (``itertools.chain``), and each (text, token) pair is counted by one ``np.unique`` over ``row * V + id``.
+    ``keep`` (bool [V]) drops the other tokens before counting; ``continues`` (bool [V], the tokens that carry
+    on the word before them) drops every occurrence followed by one, so only whole-word tokens count.
+    Vectorised: the ids are flattened in C (``itertools.chain``), and each (text, token) pair is counted by
+    one ``np.unique`` over ``row * V + id``.
     """
     n = len(token_ids)
     lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=n)
     cols = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
     ok = (cols >= 0) & (cols < vocab_size)
+    if continues is not None and len(cols) > 1:
+        followed = (rows[1:] == rows[:-1]) & ok[1:] & continues[np.where(ok[1:], cols[1:], 0)]
+        ok[:-1] &= ~followed
     if keep is not None:
         ok[ok] = keep[cols[ok]]
     pairs, counts = np.unique(rows[ok] * vocab_size + cols[ok], return_counts=True)
@@ -150,7 +158,8 @@ class DataDrivenTargets:
         tw = self.token_weights() if token_weights is None else token_weights
         # tokens that can never be a target (weight 0) are dropped before counting: the same top-k, less work
         token_ids = _token_ids(self.tokenizer, texts, self.prefix, self.backend)
-        counts = count_matrix(token_ids, self.vocab_size, keep=tw != 0)
+        continues = self.vocab.fragment & ~self.vocab.punct if c.whole_words else None
+        counts = count_matrix(token_ids, self.vocab_size, keep=tw != 0, continues=continues)
         tf = counts.data
         if c.tf == "log":
             tf = 1.0 + np.log(tf)
