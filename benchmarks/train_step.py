@@ -136,6 +136,12 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     }, rounds=size["rounds"])
     cache_hits = cached.frozen_cache.hits
     tmp.cleanup()
+    return summarise(cfg, t, size, n_top, n_all, cache_hits)
+
+
+def summarise(cfg, t: dict, size: dict, n_top: int, n_all: int, cache_hits: int) -> tuple[dict, str]:
+    """The result and its table from the sides' timings."""
+    bs, steps = size["batch_size"], size["steps_per_round"]
     med = {k: v["median_s"] / steps for k, v in t.items()}
     measured = ratio(med["text2token"], med["plain"])
     # the default recipe: stage 1 visits each text once (bottom computed), stage 2 reads the model-derived pass's
