@@ -40,7 +40,7 @@ def filled_cache(encoder, cfg, batches, directory: Path):
     from text2token.training.frozen_cache import FrozenCache
 
     layers = encoder.model.config.num_hidden_layers
-    cache = FrozenCache(directory, layers - cfg.train.top_layers, "float16", 1 << 34)
+    cache = FrozenCache(directory, max(layers - cfg.train.top_layers, 0), "float16", 1 << 34)
     with torch.no_grad(), cache.capturing(encoder.model):
         for batch in batches:
             encoder.forward(**batch)
