@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import TextFile
+from ..data import LazyTexts
 from ..errors import Text2TokenError
 from ..files import atomic_dir
 from .attention import attention_mode, set_attention
@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
     if isinstance(texts, str):
         raise Text2TokenError("expected a list of texts, got a single string (wrap it in a list)")
-    if isinstance(texts, TextFile):  # every line was checked when the file was opened; kept on disk
+    if isinstance(texts, LazyTexts):  # every text was checked when the corpus was opened; kept on disk
         return texts
     out = list(texts)
     for i, t in enumerate(out):
