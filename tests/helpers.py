@@ -17,6 +17,17 @@ TINY_CORPUS = [
 ]
 
 
+def data_driven_configs():
+    """Data-driven settings that exercise every tf / idf / power / filter path (equivalence tests)."""
+    from text2token.config import DataDrivenConfig
+
+    return [DataDrivenConfig(top_k=4, min_df=1, max_df=1.0),
+            DataDrivenConfig(top_k=2, tf="raw", idf="bm25", power=2.0, min_df=1, max_df=0.9),
+            DataDrivenConfig(top_k=16, tf="raw", idf="bm25", power=2.0, min_df=1, max_df=0.9),
+            DataDrivenConfig(top_k=8, tf="binary", idf="none", remove_stopwords=False, remove_fragments=False,
+                             min_df=1)]
+
+
 def make_tokenizer(vocab_size: int = 400):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

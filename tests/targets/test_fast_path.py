@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from helpers import TINY_CORPUS
+from helpers import TINY_CORPUS, data_driven_configs
 from text2token.config import DataDrivenConfig
 from text2token.targets.data_driven import DataDrivenTargets, _token_ids, idf_weights
 
@@ -43,11 +43,7 @@ def reference(dd: DataDrivenTargets, texts: list[str]) -> tuple[np.ndarray, np.n
     return ids, np.divide(vals, total, out=np.zeros_like(vals), where=total > 0).astype(np.float32)
 
 
-@pytest.mark.parametrize("cfg", [
-    DataDrivenConfig(top_k=4, min_df=1, max_df=1.0),
-    DataDrivenConfig(top_k=16, tf="raw", idf="bm25", power=2.0, min_df=1, max_df=0.9),
-    DataDrivenConfig(top_k=8, tf="binary", idf="none", remove_stopwords=False, remove_fragments=False, min_df=1),
-])
+@pytest.mark.parametrize("cfg", data_driven_configs())
 def test_fast_path_equals_reference(tiny, cfg):
     _, tok = tiny
     texts = TINY_CORPUS + EDGE_TEXTS

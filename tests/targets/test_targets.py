@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from helpers import data_driven_configs
 from text2token.config import DataDrivenConfig, ModelDerivedConfig
 from text2token.targets.data_driven import DataDrivenTargets, count_matrix, topk_rows
 from text2token.targets.model_derived import ModelDerivedTargets, mix
@@ -138,11 +139,7 @@ def test_model_derived_mixes_data_driven(tiny_encoder):
 
 
 # --- the vectorised data-driven path equals the original implementation (benchmarks/targets.py keeps it) ------
-@pytest.mark.parametrize("cfg", [
-    DataDrivenConfig(top_k=4, min_df=1, max_df=1.0),
-    DataDrivenConfig(top_k=2, tf="raw", idf="bm25", power=2.0, min_df=1, max_df=0.9),
-    DataDrivenConfig(top_k=8, tf="binary", idf="none", remove_stopwords=False, remove_fragments=False, min_df=1),
-])
+@pytest.mark.parametrize("cfg", data_driven_configs())
 def test_data_driven_vectorised_equals_reference(tiny, cfg):
     from helpers import TINY_CORPUS
 

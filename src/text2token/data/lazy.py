@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import operator
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import Text2TokenError
 
 BLOCK = 4096  # texts read together when iterating
+log = logging.getLogger(__name__)
 
 
 class LazyTexts(Sequence):
@@ -22,6 +24,15 @@ class LazyTexts(Sequence):
     def take(self, indices) -> list[str]:
         """The texts at ``indices`` (positions in this corpus), as a list, in that order."""
         raise NotImplementedError
+
+    def _set_spans(self, starts: list, lengths: list, skipped: int, what: str, empty: str) -> None:
+        """Keeps the byte spans of a scanned file's texts; warns about skipped ones, refuses a file with none."""
+        if skipped:
+            log.warning("%s: skipped %d bad %s", self.path, skipped, what)
+        if not starts:
+            raise Text2TokenError(f"{self.path}: no texts ({empty})")
+        self.starts = np.array(starts, dtype=np.uint64)
+        self.lengths = np.array(lengths, dtype=np.uint32)
 
     def subset(self, indices) -> "LazyTexts":
         """The texts at ``indices``, in that order (no copy of any text)."""

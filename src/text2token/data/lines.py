@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import Text2TokenError
 from .lazy import LazyTexts, bad_text
-
-log = logging.getLogger(__name__)
 
 LINE_SUFFIXES = (".txt", ".text", ".jsonl", "")
 
@@ -87,12 +82,7 @@ class TextFile(LazyTexts):
                     starts.append(pos)
                     lengths.append(len(raw))
                 pos += len(raw)
-        if skipped:
-            log.warning("%s: skipped %d bad line(s)", self.path, skipped)
-        if not starts:
-            raise Text2TokenError(f"{self.path}: no texts (the file is empty)")
-        self.starts = np.array(starts, dtype=np.uint64)
-        self.lengths = np.array(lengths, dtype=np.uint32)
+        self._set_spans(starts, lengths, skipped, "line(s)", "the file is empty")
 
     def _read(self, fd: int, i: int) -> str:
         raw = os.pread(fd, int(self.lengths[i]), int(self.starts[i]))

@@ -47,12 +47,7 @@ class CsvTexts(LazyTexts):
             raise Text2TokenError(f"input file not found: {self.path}")
         with open(self.path, "rb") as f:
             starts, lengths, skipped = self._scan(f, skip_bad_lines)
-        if skipped:
-            log.warning("%s: skipped %d bad row(s)", self.path, skipped)
-        if not starts:
-            raise Text2TokenError(f"{self.path}: no texts (no rows after the header)")
-        self.starts = np.array(starts, dtype=np.uint64)
-        self.lengths = np.array(lengths, dtype=np.uint32)
+        self._set_spans(starts, lengths, skipped, "row(s)", "no rows after the header")
 
     def _scan(self, f, skip: bool) -> tuple[list, list, int]:
         state = {"pos": 0, "line": 0, "bad_utf8": False}
