@@ -27,6 +27,6 @@ for name in "${names[@]}"; do
   fi
   heavy $T2T eval --model "$run/final" --name "probe-$name" --split dev --output "$OUT/probe-$name.json"
 done
-results=("$OUT/mean.json" "$OUT/prompteol.json" "$OUT/text2token-default.json")
+results=("$OUT/prompteol.json" "$OUT/text2token-default.json" "$OUT/mean.json")  # differences from PromptEOL
 for f in "$OUT"/probe-*.json; do [ -f "$f" ] && results+=("$f"); done
 $T2T compare "${results[@]}" --output "$OUT/probes" --title "recipe probes, suite v2 (dev)"
