@@ -101,6 +101,10 @@ def plan(
     _print_plan(load_config(config, overrides or []), architecture, num_gpus, sharding, gpu_memory)
 
 
+CHUNK_SIZE = typer.Option(4096, "--chunk-size", min=1, help="Texts length-sorted and batched together (the "
+                          "output does not depend on the process count, only on this).")
+
+
 @app.command()
 def encode(
     model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
@@ -110,22 +114,20 @@ def encode(
     normalize: bool = typer.Option(False, help="L2-normalise the embeddings."),
     skip_bad_lines: bool = typer.Option(False, help="Skip bad input lines instead of stopping."),
     precision: str = PRECISION,
+    chunk_size: int = CHUNK_SIZE,
 ):
-    """Embed every text of a file into a .npy matrix."""
-    import numpy as np
+    """Embed every text of a file into a .npy matrix (written through a memory map; the input is read lazily).
 
-    from .data import read_texts
-    from .model.encoder import Encoder
-    from .files import atomic_write
+    Runs as it is under torchrun / accelerate launch: each process encodes its share (docs/multi-node.md)."""
+    from .serving.encode_parallel import EncodeJob, parallel_encode
 
     if output.suffix != ".npy":
         raise Text2TokenError(f"--output {output}: expected a .npy file name")
-    texts = read_texts(input, skip_bad_lines=skip_bad_lines)
-    encoder = Encoder.load(model, precision=precision)
-    vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize)
     output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, lambda f: np.save(f, vectors))
-    out.print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
+    job = EncodeJob(model, input, batch_size, skip_bad_lines, precision, normalize, chunk_size)
+    shape = parallel_encode(job, output)
+    if shape is not None:
+        out.print(f"wrote {shape[0]} x {shape[1]} embeddings to {output}")
 
 
 @app.command()
@@ -201,20 +203,20 @@ def index_cmd(
                                     help="flat (exact cosine), ivf or hnsw (approximate, for large corpora)."),
     skip_bad_lines: bool = typer.Option(False, help="Skip bad input lines instead of stopping."),
     precision: str = PRECISION,
+    chunk_size: int = CHUNK_SIZE,
 ):
-    """Index a corpus for search: dense vectors (faiss), sparse vocabulary weights and BM25."""
-    from .data import read_texts
-    from .model.encoder import Encoder
-    from .serving.search import IndexSettings, SearchIndex, check_output
+    """Index a corpus for search: dense vectors (faiss), sparse vocabulary weights and BM25.
+
+    Runs as it is under torchrun / accelerate launch: each process encodes its share (docs/multi-node.md)."""
+    from .serving.encode_parallel import EncodeJob, parallel_index
+    from .serving.search import IndexSettings
 
     settings = IndexSettings(sparse_top_k=sparse_top_k, dense_index=dense_index)
-    check_output(output)
-    texts = read_texts(input, skip_bad_lines=skip_bad_lines)
-    index = SearchIndex.build(Encoder.load(model, precision=precision), texts, settings, batch_size=batch_size,
-                              model=model)
-    index.save(output)
-    out.print(f"indexed {len(texts)} texts into [bold]{output}[/bold] (dense: {dense_index}, "
-              f"sparse: top {sparse_top_k} tokens, bm25)")
+    job = EncodeJob(model, input, batch_size, skip_bad_lines, precision, False, chunk_size)
+    index = parallel_index(job, output, settings)
+    if index is not None:
+        out.print(f"indexed {len(index.texts)} texts into [bold]{output}[/bold] (dense: {dense_index}, "
+                  f"sparse: top {sparse_top_k} tokens, bm25)")
 
 
 @app.command()

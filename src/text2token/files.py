@@ -51,11 +51,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[object], None]) -> No
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
-        reason = e.strerror or str(e)
-        if free is not None and free < (1 << 20) and "space" not in reason.lower():
-            reason += f"; {free} bytes free: the disk is full"
-        raise Text2TokenError(f"cannot write {path} ({reason})") from None
+        raise Text2TokenError(f"cannot write {path} ({_reason(path, e)})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -95,3 +91,40 @@ def tensor_digest(named_tensors, extra: object = None) -> str:
     if extra is not None:
         h.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+@contextmanager
+def atomic_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype="float32") -> Iterator[object]:
+    """Yields a writable memory-mapped ``.npy`` (``np.lib.format.open_memmap``) at a temporary name beside
+    ``path``; when the block succeeds it is flushed, fsynced and renamed to ``path``, else removed.
+
+    The file's blocks are allocated first (``posix_fallocate``): a full disk is an error here, not a SIGBUS
+    when a page of the map is written later.
+    """
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+        with open(tmp, "r+b") as f:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, array.offset + array.nbytes)
+        yield array
+        array.flush()
+        del array
+        with open(tmp, "r+b") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise Text2TokenError(f"cannot write {path} ({_reason(path, e)})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reason(path: Path, e: OSError) -> str:
+    free = shutil.disk_usage(path.parent).free if path.parent.exists() else None
+    reason = e.strerror or str(e)
+    if free is not None and free < (1 << 20) and "space" not in reason.lower():
+        reason += f"; {free} bytes free: the disk is full"
+    return reason

@@ -222,11 +222,15 @@ class Encoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
-               show_progress_bar: bool | None = None, return_token_counts: bool = False):
+               show_progress_bar: bool | None = None, return_token_counts: bool = False, out=None):
         """Embeds ``texts`` -> float32 array (n, hidden). Batches are length-sorted, padded per batch.
-        ``return_token_counts``: also each text's token count with the prompt, as ``(vectors, counts)``."""
+        ``return_token_counts``: also each text's token count with the prompt, as ``(vectors, counts)``.
+        ``out``: a float32 (n, hidden) array (e.g. a memory map) written batch by batch and returned."""
         texts = check_texts(texts)
-        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        if out is None:
+            out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        elif out.shape != (len(texts), self.hidden_size) or out.dtype != np.float32:
+            raise Text2TokenError(f"out: expected float32 {(len(texts), self.hidden_size)}, got {out.dtype} {out.shape}")
         counts = np.zeros(len(texts), dtype=np.int64)
         self.model.eval()
         for idx, batch in (self._batches(texts, batch_size, show_progress_bar, "encode") if texts else ()):

@@ -127,11 +127,18 @@ class SearchIndex:
         settings = settings or IndexSettings()
         mask = sparse_mask(encoder, settings.vocab_filter)
         dense, sparse_matrix = embed(encoder, texts, settings.sparse_top_k, mask, batch_size, show_progress_bar)
-        index = cls(texts, build_dense_index(dense, settings), sparse_matrix,
-                    build_bm25(texts, settings.bm25_k1, settings.bm25_b), settings,
-                    _manifest(encoder, texts, settings, model, sparse_matrix), encoder=encoder)
+        index = cls.from_vectors(encoder, texts, dense, sparse_matrix, settings, model)
         index._mask = mask
         return index
+
+    @classmethod
+    def from_vectors(cls, encoder, texts: Sequence[str], dense: np.ndarray, sparse_matrix: sp.csr_matrix,
+                     settings: IndexSettings, model: str | os.PathLike | None = None) -> "SearchIndex":
+        """An index of ``texts`` from vectors already computed (``vectors.embed``; several processes:
+        ``encode_parallel.parallel_index``): unit dense vectors [n, H] (a memory map will do) and sparse CSR."""
+        return cls(texts, build_dense_index(dense, settings), sparse_matrix,
+                   build_bm25(texts, settings.bm25_k1, settings.bm25_b), settings,
+                   _manifest(encoder, texts, settings, model, sparse_matrix), encoder=encoder)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the index directory atomically (a temporary sibling renamed into place)."""
