@@ -33,7 +33,8 @@ def setup(tmp_path_factory, tiny_dir):
         "targets": {"data_driven": {"top_k": 4, "min_df": 1, "max_df": 0.9}, "model_derived": {"top_k": 4},
                     "shard_size": 2, "batch_size": 2},
         "stages": [{"name": "s1", "targets": "data", "steps": 8}, {"name": "s2", "targets": "model", "steps": 8}],
-        "train": {"batch_size": 4, "top_layers": 2, "lr": 1e-2, "checkpoint_every": 1, "log_every": 1},
+        "train": {"batch_size": 4, "top_layers": 2, "lr": 1e-2, "checkpoint_every": 1, "log_every": 1,
+                  "autocast": "none", "frozen_cache": "none"},  # bit-exact resume: the uncached fp32 path
         "eval": {"enabled": False},
     }
     config = root / "tiny.yaml"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from text2token.config import CONFIG_DIR, load_config
+from text2token.eval.suite import SUITE_VERSION
 from text2token.training.objectives import OBJECTIVES, Objective
 
 sys.path.insert(0, str(CONFIG_DIR.parent / "scripts"))
@@ -175,6 +176,7 @@ def test_late_drop_tells_a_flat_curve_from_a_falling_one():
 # ------------------------------------------------------------------------------------------- the driver
 STUB = '''
 import json, sys
+VERSION = %d
 from pathlib import Path
 args = sys.argv[1:]
 out = Path(args[args.index("--output") + 1])
@@ -192,9 +194,9 @@ if args[0] == "train":
 else:
     split = args[args.index("--split") + 1]
     tasks = {"t1": {"type": "retrieval", "main_metric": "ndcg", "main_score": 0.5}}
-    out.write_text(json.dumps({"model": args[args.index("--name") + 1], "suite": "offline", "suite_version": 1,
+    out.write_text(json.dumps({"model": args[args.index("--name") + 1], "suite": "offline", "suite_version": VERSION,
         "split": split, "tasks": tasks, "average": 0.5, "average_by_type": 0.5, "type_averages": {"retrieval": 0.5}}))
-'''
+''' % SUITE_VERSION
 
 
 @pytest.fixture()
@@ -216,7 +218,7 @@ def driver(tmp_path, monkeypatch):
     return main, dirs
 
 
-def _result(dirs, name, split="dev", version=1):
+def _result(dirs, name, split="dev", version=SUITE_VERSION):
     dirs["results"].mkdir(exist_ok=True)
     (dirs["results"] / f"{name}.json").write_text(json.dumps(
         {"model": name, "suite": "offline", "suite_version": version, "split": split, "tasks": {}}))
