@@ -101,6 +101,10 @@ def plan(
     _print_plan(load_config(config, overrides or []), architecture, num_gpus, sharding, gpu_memory)
 
 
+INPUT = typer.Option(..., "--input", "-i", help="The texts: .txt (one per line), .jsonl, .csv/.tsv, .parquet, a "
+                     "folder of .txt files or a datasets save_to_disk folder.")
+TEXT_FIELD = typer.Option("text", "--text-field", help="The text's field (.jsonl) or column (.csv/.tsv, .parquet, "
+                          "datasets).")
 CHUNK_SIZE = typer.Option(4096, "--chunk-size", min=1, help="Texts length-sorted and batched together (the "
                           "output does not depend on the process count, only on this).")
 
@@ -108,7 +112,8 @@ CHUNK_SIZE = typer.Option(4096, "--chunk-size", min=1, help="Texts length-sorted
 @app.command()
 def encode(
     model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
-    input: Path = typer.Option(..., "--input", "-i", help=".txt (one text per line) or .jsonl with a \"text\" field."),
+    input: Path = INPUT,
+    text_field: str = TEXT_FIELD,
     output: Path = typer.Option(..., "--output", "-o", help="Output .npy file (float32, one row per text)."),
     batch_size: int = typer.Option(32, min=1),
     normalize: bool = typer.Option(False, help="L2-normalise the embeddings."),
@@ -124,7 +129,7 @@ def encode(
     if output.suffix != ".npy":
         raise Text2TokenError(f"--output {output}: expected a .npy file name")
     output.parent.mkdir(parents=True, exist_ok=True)
-    job = EncodeJob(model, input, batch_size, skip_bad_lines, precision, normalize, chunk_size)
+    job = EncodeJob(model, input, batch_size, skip_bad_lines, precision, normalize, chunk_size, text_field)
     shape = parallel_encode(job, output)
     if shape is not None:
         out.print(f"wrote {shape[0]} x {shape[1]} embeddings to {output}")
@@ -195,7 +200,8 @@ def serve(
 @app.command("index")
 def index_cmd(
     model: Path = typer.Option(..., "--model", "-m", help="A trained model directory (e.g. runs/default/final)."),
-    input: Path = typer.Option(..., "--input", "-i", help=".txt (one text per line) or .jsonl with a \"text\" field."),
+    input: Path = INPUT,
+    text_field: str = TEXT_FIELD,
     output: Path = typer.Option(..., "--output", "-o", help="Index directory (an existing index is replaced)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     sparse_top_k: int = typer.Option(128, "--sparse-top-k", min=1, help="Vocabulary weights kept per text."),
@@ -212,7 +218,7 @@ def index_cmd(
     from .serving.search import IndexSettings
 
     settings = IndexSettings(sparse_top_k=sparse_top_k, dense_index=dense_index)
-    job = EncodeJob(model, input, batch_size, skip_bad_lines, precision, False, chunk_size)
+    job = EncodeJob(model, input, batch_size, skip_bad_lines, precision, False, chunk_size, text_field)
     index = parallel_index(job, output, settings)
     if index is not None:
         out.print(f"indexed {len(index.texts)} texts into [bold]{output}[/bold] (dense: {dense_index}, "
@@ -258,8 +264,10 @@ def eval_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON (default: results/NAME.json)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     precision: str = PRECISION,
+    backbone: str = typer.Option("smollm2-135m", "--backbone", help="The backbone of baseline:mean/eos/prompteol "
+                                 "(an alias or a model directory)."),
 ):
-    """Score a model on the offline suite (v2: 11 tasks, 5 task types); prints a table, writes JSON."""
+    """Score a model on the offline suite (v2: 12 tasks, 5 task types); prints a table, writes JSON."""
     from .eval.baselines import load_model
     from .eval.suite import SUITE_VERSION, VERSIONS, load_suite, run_suite
     from .files import atomic_write
@@ -271,7 +279,8 @@ def eval_cmd(
         raise Text2TokenError(f"--output {output}: expected a .json file name")
     task_list = load_suite(split, [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None, version)
     label = name or (model.split(":", 1)[1] if model.startswith("baseline:") else _model_label(Path(model)))
-    result = run_suite(load_model(model, precision=precision), task_list, label, split, version=version)
+    encoder = load_model(model, backbone=backbone, precision=precision)
+    result = run_suite(encoder, task_list, label, split, version=version)
     result["model_spec"] = model
     result["precision"] = precision
     output = output or Path("results") / f"{label}.json"

@@ -40,20 +40,26 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[object], None]) -> None:
-    """Calls ``write(f)`` on a temporary binary file, fsyncs it, then renames it to ``path``."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Yields a temporary name beside ``path``; the block fsyncs what it wrote there, then it is renamed to
+    ``path``. On any error the temporary file is removed; an OSError becomes one line naming ``path``."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except OSError as e:
         raise Text2TokenError(f"cannot write {path} ({_reason(path, e)})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[object], None]) -> None:
+    """Calls ``write(f)`` on a temporary binary file, fsyncs it, then renames it to ``path``."""
+    with _replacing(Path(path)) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -103,9 +109,7 @@ def atomic_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype="float3
     """
     import numpy as np
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with _replacing(Path(path)) as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
         with open(tmp, "r+b") as f:
             if hasattr(os, "posix_fallocate"):
@@ -115,11 +119,6 @@ def atomic_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype="float3
         del array
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise Text2TokenError(f"cannot write {path} ({_reason(path, e)})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _reason(path: Path, e: OSError) -> str:

@@ -71,3 +71,34 @@ def test_export_has_a_card(tiny, tmp_path):
                  "text2token serve --model SOURCE_DIR", "backbone: `unlisted-backbone`"):
         assert text in card, text
     assert str(tmp_path) not in card
+
+
+def test_gemma_models_carry_the_notice_and_terms(tiny, tmp_path, monkeypatch, caplog):
+    """A model trained from gemma3-270m (and its export) carries NOTICE and a copy of the Gemma terms, as their
+    section 3.1 asks; the card says so. Without the terms' package, a warning names them."""
+    pytest.importorskip("sentence_transformers")
+    from text2token.model.backbone import NOTICES
+    from text2token.serving.export import export_sentence_transformers
+
+    package = tmp_path / "pkg" / "fake_terms"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "data" / "TERMS.html").write_text("<html>the terms</html>")
+    monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
+    monkeypatch.setitem(NOTICES, "gemma3-270m", (NOTICES["gemma3-270m"][0], ("fake_terms", "data/TERMS.html")))
+    _, final = _run(tiny, tmp_path, backbone="gemma3-270m")
+    out = export_sentence_transformers(final, tmp_path / "st")
+    for directory in (final, out):
+        assert (directory / "NOTICE").read_text() == ("Gemma is provided under and subject to the Gemma Terms of "
+                                                      "Use found at ai.google.dev/gemma/terms\n")
+        assert (directory / "TERMS.html").read_text() == "<html>the terms</html>"
+        card = (directory / "README.md").read_text()
+        assert "## Terms" in card and "Prohibited Use Policy" in card and "TERMS.html" in card
+    monkeypatch.setitem(NOTICES, "gemma3-270m", (NOTICES["gemma3-270m"][0], ("no_such_pkg", "data/TERMS.html")))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    _, final = _run(tiny, tmp_path / "b", backbone="gemma3-270m")
+    assert (final / "NOTICE").is_file() and not (final / "TERMS.html").exists()
+    assert "pass them on with the model" in caplog.text
+    _, plain = _run(tiny, tmp_path / "c", backbone="smollm2-135m")
+    assert not (plain / "NOTICE").exists() and "## Terms" not in (plain / "README.md").read_text()

@@ -190,3 +190,53 @@ def test_encode_big_input_memory_is_flat(tmp_path):
     assert isinstance(emb, np.memmap) and emb.shape == (5000, 512) and emb.dtype == np.float32
     assert output.stat().st_size == emb.offset + 5000 * 512 * 4 and np.isfinite(emb[-1]).all()
     assert not list(tmp_path.glob(".big.npy*"))
+
+
+def _corpus_in_every_format(root: Path, texts: list[str]) -> dict[str, tuple[Path, str]]:
+    """The same texts as CSV (column ``body``), TSV, Parquet, a folder of .txt files and a datasets folder."""
+    import csv
+
+    files = {}
+    for name, delimiter in (("c.csv", ","), ("c.tsv", "\t")):
+        with open(root / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter=delimiter)
+            writer.writerow(["id", "body"])
+            writer.writerows([i, t] for i, t in enumerate(texts))
+        files[name] = (root / name, "body")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": texts}), root / "c.parquet", row_group_size=5)
+    files["parquet"] = (root / "c.parquet", "body")
+    (root / "folder").mkdir()
+    for i, t in enumerate(texts):
+        (root / "folder" / f"{i:03d}.txt").write_text(t + "\n", encoding="utf-8")
+    files["folder"] = (root / "folder", "text")
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(root / "ds"))
+    files["datasets"] = (root / "ds", "body")
+    return files
+
+
+def test_encode_and_index_read_every_corpus_format(setup, tmp_path, monkeypatch, capsys):
+    """`encode --input` takes the corpus formats `data.corpus` takes (`--text-field` names the column): the same
+    texts in any of them give the .txt input's bytes, and `index` stores the same texts."""
+    from helpers import run_cli
+    from text2token.serving.encode_parallel import EncodeJob, parallel_encode
+    from text2token.serving.search import SearchIndex
+
+    root, model, corpus = setup
+    texts = corpus.read_text().splitlines()
+    parallel_encode(EncodeJob(model, corpus, batch_size=3, chunk=8), tmp_path / "txt.npy")
+    reference = (tmp_path / "txt.npy").read_bytes()
+    for name, (path, field) in _corpus_in_every_format(tmp_path, texts).items():
+        parallel_encode(EncodeJob(model, path, batch_size=3, chunk=8, text_field=field), tmp_path / f"{name}.npy")
+        assert (tmp_path / f"{name}.npy").read_bytes() == reference, name
+    code, _, err = run_cli(monkeypatch, capsys, "index", "--model", model, "--input", tmp_path / "c.csv",
+                           "--text-field", "body", "--output", tmp_path / "index", "--precision", "fp32")
+    assert code == 0, err
+    assert list(SearchIndex.load(tmp_path / "index").texts) == texts
+    code, _, err = run_cli(monkeypatch, capsys, "encode", "--model", model, "--input", tmp_path / "c.csv",
+                           "--output", tmp_path / "bad.npy")
+    assert code != 0 and "text" in err and "column" in err.lower(), err
+    assert not (tmp_path / "bad.npy").exists()

