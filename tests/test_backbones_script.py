@@ -3,37 +3,21 @@ scored once on dev, an uninterrupted training is timed, a started run resumes un
 default recipe on another backbone."""
 
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 
 from text2token.config import CONFIG_DIR, load_config
-from test_probes_script import FAKE
+from test_probes_script import run_script, sandbox
 
 NAMES = sorted(p.stem for p in (CONFIG_DIR / "backbones").glob("*.yaml"))
 
 
 def _run(tmp_path):
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HEAVY_LOCK": "none",
-           "CALLS": str(tmp_path / "calls"), "PYTHON": "true"}
-    subprocess.run(["bash", "scripts/run_backbones.sh"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    calls = tmp_path / "calls"
-    made = calls.read_text().splitlines() if calls.is_file() else []
-    calls.unlink(missing_ok=True)
-    return made
+    return run_script(tmp_path, "run_backbones.sh", PYTHON="true")  # the report needs real results
 
 
 def test_backbones_score_raw_and_trained_once_and_time_the_training(tmp_path):
-    if not shutil.which("bash"):
-        pytest.skip("needs bash")
-    shutil.copytree(CONFIG_DIR, tmp_path / "configs")
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(CONFIG_DIR.parent / "scripts/run_backbones.sh", tmp_path / "scripts")
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "text2token").write_text(FAKE)
-    (tmp_path / "bin" / "text2token").chmod(0o755)
+    sandbox(tmp_path, "run_backbones.sh")
     started = tmp_path / "runs/backbones" / NAMES[0]
     started.mkdir(parents=True)
     (started / "config.yaml").write_text("")
@@ -66,3 +50,24 @@ def test_each_backbone_config_is_the_default_recipe_on_its_alias():
         for stage in got["stages"]:
             stage["steps"] = 150  # the 0.5B model runs a shorter budget (named in its file)
         assert got == default, name
+
+
+def test_report_table_from_results(tmp_path, monkeypatch):
+    """backbone_report.py turns the two results and the timing into one row: lift, per-type lift, throughput."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(CONFIG_DIR.parent / "scripts"))
+    report = importlib.import_module("backbone_report")
+    types = dict.fromkeys(report.TYPES, 0.5)
+    raw = {"average": 0.5, "type_averages": types, "n_distinct_texts": 100, "encode_seconds": 10.0}
+    trained = {**raw, "average": 0.55, "type_averages": {**types, "retrieval": 0.6}, "encode_seconds": 4.0}
+    (tmp_path / "smollm2-135m-prompteol.json").write_text(json.dumps(raw))
+    (tmp_path / "smollm2-135m-text2token.json").write_text(json.dumps(trained))
+    (tmp_path / "smollm2-135m-train.json").write_text(json.dumps({"train_seconds": 600}))
+    row = report.backbone_row("smollm2-135m", tmp_path)
+    assert row["layers"] == 30 and row["steps"] == 300 and row["encode_texts_per_s"] == 25.0
+    assert row["type_lift"]["retrieval"] == pytest.approx(0.1) and row["type_lift"]["clustering"] == 0
+    line = report.markdown([row]).splitlines()[2]
+    assert "| 10.0 (10.0) | 25 | 50.00 | 55.00 | +5.00 | +10.0 |" in line, line
+    assert report.backbone_row("gemma3-270m", tmp_path) is None  # no results yet

@@ -18,24 +18,35 @@ FAKE = (
     'elif [ "$1" = eval ]; then mkdir -p "$(dirname "$out")"; echo "{}" > "$out"; fi\n')
 
 
-def _run(tmp_path, *names):
-    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HEAVY_LOCK": "none",
-           "CALLS": str(tmp_path / "calls")}
-    subprocess.run(["bash", "scripts/run_probes.sh", *names], cwd=tmp_path, env=env, check=True, capture_output=True)
-    calls = (tmp_path / "calls").read_text().splitlines()
-    (tmp_path / "calls").unlink()
-    return calls
-
-
-def test_probes_train_once_resume_and_skip(tmp_path):
+def sandbox(tmp_path, script: str) -> None:
+    """A copy of configs/ and ``scripts/SCRIPT`` in ``tmp_path``, with the stand-in ``text2token`` on PATH."""
     if not shutil.which("bash"):
         pytest.skip("needs bash")
     shutil.copytree(CONFIG_DIR, tmp_path / "configs")
     (tmp_path / "scripts").mkdir()
-    shutil.copy(REPO / "scripts/run_probes.sh", tmp_path / "scripts")
+    shutil.copy(REPO / "scripts" / script, tmp_path / "scripts")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "text2token").write_text(FAKE)
     (tmp_path / "bin" / "text2token").chmod(0o755)
+
+
+def run_script(tmp_path, script: str, *args, **env) -> list[str]:
+    """Runs the sandboxed script without the lock; returns the stand-in's calls (and forgets them)."""
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "HEAVY_LOCK": "none",
+           "CALLS": str(tmp_path / "calls"), **env}
+    subprocess.run(["bash", f"scripts/{script}", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+    calls = tmp_path / "calls"
+    made = calls.read_text().splitlines() if calls.is_file() else []
+    calls.unlink(missing_ok=True)
+    return made
+
+
+def _run(tmp_path, *names):
+    return run_script(tmp_path, "run_probes.sh", *names)
+
+
+def test_probes_train_once_resume_and_skip(tmp_path):
+    sandbox(tmp_path, "run_probes.sh")
     started = tmp_path / "runs/probes/contrastive"
     started.mkdir(parents=True)
     (started / "config.yaml").write_text("")
