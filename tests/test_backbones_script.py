@@ -5,9 +5,9 @@ default recipe on another backbone."""
 import json
 
 import pytest
+from test_probes_script import run_script, sandbox
 
 from text2token.config import CONFIG_DIR, load_config
-from test_probes_script import run_script, sandbox
 
 NAMES = sorted(p.stem for p in (CONFIG_DIR / "backbones").glob("*.yaml"))
 

@@ -174,3 +174,25 @@ def test_sentence_transformers_export_gives_the_same_vectors(real, tmp_path):
     want = Encoder.load(model_dir, device="cpu").encode(SENTENCES, batch_size=3)
     got = st.SentenceTransformer(str(out), device="cpu").encode(SENTENCES, batch_size=3, convert_to_numpy=True)
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
+
+
+def test_served_vectors_equal_encode(real, tmp_path):
+    """The OpenAI-compatible server on a saved real model: /v1/embeddings gives Encoder.encode's unit vectors,
+    and /explain its top tokens, words of the text."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from text2token.serving.serve import ServerThread, create_app
+
+    alias, enc = real
+    model = Encoder.load(_with(enc, pooling="eos").save(tmp_path / "model"), device="cpu")
+    with ServerThread(create_app(model, alias, batch_wait_ms=0)) as server:
+        reply = httpx.post(f"{server.url}/v1/embeddings", json={"model": alias, "input": SENTENCES[:3]}, timeout=120)
+        explained = httpx.post(f"{server.url}/v1/explain", json={"input": SENTENCES[0], "top_k": 20}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    got = np.array([d["embedding"] for d in reply.json()["data"]], dtype=np.float32)
+    assert np.abs(got - model.encode(SENTENCES[:3], normalize=True)).max() <= 1e-4
+    assert explained.status_code == 200, explained.text
+    served = [(t["token"], t["probability"]) for t in explained.json()["data"][0]["tokens"]]
+    assert [t for t, _ in served] == [t for t, _ in model.explain(SENTENCES[0], top_k=20)]
+    words = {t.strip().lower() for t, _ in served}
+    assert {"earthquake", "earth", "tsunami", "flood", "disaster", "japan"} & words, words
