@@ -150,12 +150,14 @@ def parallel_encode(job: EncodeJob, output: Path) -> tuple[int, int] | None:
 
         infos = run_ranks(dist, work, parts)
         if not dist.is_main:
+            dist.barrier()  # the others wait for the merge: a rank tearing gloo down early can abort
             return None
         if dist.world > 1:
             try:
                 merge_parts(parts, infos, output)
             finally:
                 shutil.rmtree(parts, ignore_errors=True)
+                dist.barrier()
         return infos[0]["count"], infos[0]["hidden"]
     finally:
         dist.close()
@@ -184,6 +186,7 @@ def parallel_index(job: EncodeJob, output: Path, settings):
 
         infos = run_ranks(dist, work, parts)
         if not dist.is_main:
+            dist.barrier()  # as in parallel_encode
             return None
         try:
             merge_parts(parts, infos, parts / "dense.npy")
@@ -194,6 +197,7 @@ def parallel_index(job: EncodeJob, output: Path, settings):
             del dense
         finally:
             shutil.rmtree(parts, ignore_errors=True)
+            dist.barrier()
         return index
     finally:
         dist.close()
