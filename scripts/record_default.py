@@ -5,6 +5,7 @@ The copied files: eval.json, metrics.jsonl, config.yaml, loss.png and scores.md 
 time.json: the wall time of the training command.
 
     python scripts/record_default.py [--run runs/default] [--skip-train]
+    python scripts/record_default.py --coopt       # also train configs/coopt.yaml (runs/coopt): coopt.png
 """
 
 from __future__ import annotations
@@ -30,11 +31,25 @@ def table(scores: dict) -> str:
     return "\n".join(rows)
 
 
+def record_coopt(skip_train: bool) -> None:
+    """The default recipe with the co-optimisation probe: its figure and metrics go to results/default/."""
+    run = ROOT / "runs" / "coopt"
+    if not skip_train:
+        subprocess.run(["text2token", "train", "--config", "configs/coopt.yaml", "--output", str(run)],
+                       check=True, cwd=ROOT)
+    shutil.copy(run / "coopt.png", OUT / "coopt.png")
+    shutil.copy(run / "metrics.jsonl", OUT / "coopt-metrics.jsonl")
+    print(f"recorded {run / 'coopt.png'} and its metrics in {OUT}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", default="runs/default")
     parser.add_argument("--skip-train", action="store_true", help="only record an existing finished run")
+    parser.add_argument("--coopt", action="store_true", help="record the co-optimisation run (configs/coopt.yaml)")
     args = parser.parse_args()
+    if args.coopt:
+        return record_coopt(skip_train=args.skip_train)
     run = ROOT / args.run
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.skip_train:

@@ -1,5 +1,5 @@
 """scripts/run_probes.sh against a stand-in `text2token`: every probe trains once, resumes a started run, and
-skips what is scored; the probe files are the default plus one change each."""
+skips what is scored; the probe files are the reference plus one change each; the test split is scored once."""
 
 import os
 import shutil
@@ -60,10 +60,44 @@ def test_probes_train_once_resume_and_skip(tmp_path):
     assert [c for c in _run(tmp_path) if not c.startswith("compare")] == [], "a second run has nothing left"
 
 
-def test_each_probe_is_the_default_plus_a_change():
-    default = load_config(CONFIG_DIR / "default.yaml").to_dict()
-    for path in (CONFIG_DIR / "probes/v2").glob("*.yaml"):
-        got = load_config(path).to_dict()
-        assert got["eval"]["enabled"] is False and got["output_dir"] == f"runs/probes/{path.stem}"
-        got["eval"]["enabled"], got["output_dir"] = default["eval"]["enabled"], default["output_dir"]
-        assert got != default, path
+def _settings(path) -> dict:
+    got = load_config(path).to_dict()
+    assert got["eval"]["enabled"] is False and got["output_dir"] == f"runs/probes/{path.stem}", path
+    del got["eval"]["enabled"], got["output_dir"]
+    return got
+
+
+def test_each_probe_is_the_reference_plus_a_change():
+    """The reference is the recipe the probes began from (lr 1e-4, configs/recipe-lr-1e-4.yaml); the others each
+    change something of it."""
+    probes = CONFIG_DIR / "probes/v2"
+    reference = _settings(probes / "reference.yaml")
+    recipe = load_config(CONFIG_DIR / "recipe-lr-1e-4.yaml").to_dict()
+    del recipe["eval"]["enabled"], recipe["output_dir"]
+    assert reference == recipe and reference["train"]["lr"] == 1e-4
+    for path in probes.glob("*.yaml"):
+        if path.stem != "reference":
+            assert _settings(path) != reference, path
+
+
+def test_test_split_is_scored_once(tmp_path):
+    sandbox(tmp_path, "confirm_test.sh")
+    calls = run_script(tmp_path, "confirm_test.sh")
+    evals = [c for c in calls if c.startswith("eval")]
+    assert len(evals) == 2 and all("--split test" in c for c in evals)
+    assert "baseline:prompteol" in evals[0] and "runs/default/final" in evals[1]
+    assert [c.split()[0] for c in run_script(tmp_path, "confirm_test.sh")] == ["compare"], "nothing left to score"
+
+
+def test_lr_sweep_takes_the_probes_that_vary_only_lr_seed_and_steps(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("lr_sweep", REPO / "scripts/lr_sweep.py")
+    lr_sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lr_sweep)
+    for name in ("reference", "lr-1e-5", "lr-1e-5-long", "one-family", "contrastive"):
+        (tmp_path / f"probe-{name}.json").write_text(json.dumps({"average": 0.5, "type_averages": {}}))
+    points = lr_sweep.sweep_points(tmp_path)
+    assert [(p["probe"], p["lr"], p["steps"]) for p in points] == [
+        ("lr-1e-5", 1e-5, 300), ("lr-1e-5-long", 1e-5, 600), ("reference", 1e-4, 300)]

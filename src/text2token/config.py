@@ -179,7 +179,7 @@ class TrainConfig(_Strict):
     lora_target_modules: str | list[str] = "all-linear"
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-4, gt=0.0)
+    lr: float = Field(1e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(10, ge=0)
     max_grad_norm: float = Field(1.0, gt=0.0)
