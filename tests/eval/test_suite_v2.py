@@ -151,6 +151,19 @@ def test_bootstrap_standard_errors_and_paired_differences():
         bootstrap.standard_errors({"x": {"items": {"kind": "median", "values": [1]}}})
 
 
+def test_bootstrap_statistics_match_sklearn():
+    from sklearn.metrics import average_precision_score, v_measure_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        labels = rng.choice(["x", "y", "z"], 60)
+        assigned = rng.integers(0, rng.integers(1, 5), 60)
+        assert bootstrap.v_measure(labels, assigned) == pytest.approx(v_measure_score(labels, assigned), abs=1e-12)
+        y, sims = rng.integers(0, 2, 50), rng.integers(0, 8, 50) / 8.0  # many ties
+        assert bootstrap.average_precision(y, sims) == pytest.approx(average_precision_score(y, sims), abs=1e-12)
+    assert bootstrap.v_measure(np.array(["a"] * 5), np.zeros(5, int)) == 1.0
+
+
 def test_run_suite_records_items_and_standard_errors(v2):
     from text2token.eval.baselines import TfidfModel
     from text2token.eval.suite import run_suite

@@ -32,6 +32,38 @@ def compact(items: dict) -> dict:
     return out
 
 
+def v_measure(labels: np.ndarray, assigned: np.ndarray) -> float:
+    """sklearn's ``v_measure_score`` (beta 1), without its per-call checks: the bootstrap calls it 1000s of times."""
+    _, y = np.unique(labels, return_inverse=True)
+    _, c = np.unique(assigned, return_inverse=True)
+    joint = np.bincount(y * (c.max() + 1) + c).astype(float)
+    joint = joint[joint > 0] / len(y)
+
+    def entropy(codes: np.ndarray) -> float:
+        p = np.bincount(codes) / len(codes)
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    h_y, h_c = entropy(y), entropy(c)
+    mutual = h_y + h_c + float((joint * np.log(joint)).sum())
+    homogeneity = 1.0 if h_y == 0 else mutual / h_y
+    completeness = 1.0 if h_c == 0 else mutual / h_c
+    total = homogeneity + completeness
+    return 0.0 if total == 0 else 2 * homogeneity * completeness / total
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """sklearn's ``average_precision_score`` for binary labels (ties share a threshold), vectorised."""
+    order = np.argsort(-scores, kind="mergesort")
+    y, s = labels[order].astype(float), scores[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last index of each distinct score
+    tps = np.cumsum(y)[last]
+    if tps[-1] == 0:
+        return 0.0
+    precision, recall = tps / (last + 1), tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def statistic(items: dict) -> tuple[int, Callable[[np.ndarray], float]]:
     """(number of items, score of a resample given its item indices)."""
     kind = items.get("kind")
@@ -39,16 +71,12 @@ def statistic(items: dict) -> tuple[int, Callable[[np.ndarray], float]]:
         values = np.asarray(items["values"], dtype=float)
         return len(values), lambda idx: float(values[idx].mean())
     if kind == "v_measure":
-        from sklearn.metrics import v_measure_score
-
         labels = np.asarray(items["labels"])
         assignments = [np.asarray(a) for a in items["assignments"]]
-        return len(labels), lambda idx: float(np.mean([v_measure_score(labels[idx], a[idx]) for a in assignments]))
+        return len(labels), lambda idx: float(np.mean([v_measure(labels[idx], a[idx]) for a in assignments]))
     if kind == "ap":
-        from sklearn.metrics import average_precision_score
-
         labels, sims = np.asarray(items["labels"]), np.asarray(items["sims"], dtype=float)
-        return len(labels), lambda idx: float(average_precision_score(labels[idx], sims[idx]))
+        return len(labels), lambda idx: average_precision(labels[idx], sims[idx])
     raise Text2TokenError(f"unknown bootstrap item kind {kind!r} (expected mean, v_measure or ap)")
 
 
@@ -71,12 +99,13 @@ def standard_errors(tasks: dict, rounds: int = ROUNDS) -> dict:
             "task_se": {k: float(v.std(ddof=1)) for k, v in reps.items()}}
 
 
-def paired_difference(a: dict, b: dict, rounds: int = ROUNDS) -> dict:
-    """``b`` minus ``a`` (two results records on the same tasks): the average's difference and its paired SE."""
+def paired_difference(a: dict, b: dict, rounds: int = ROUNDS, reps_a: dict | None = None) -> dict:
+    """``b`` minus ``a`` (two results records on the same tasks): the average's difference and its paired SE.
+    ``reps_a``: ``a``'s replicates when already computed (they depend only on ``a``'s items and ``rounds``)."""
     names = sorted(set(a["tasks"]) & set(b["tasks"]))
     if not names:
         raise Text2TokenError("the two results share no task")
-    ra = replicates({k: a["tasks"][k] for k in names}, rounds)
+    ra = reps_a if reps_a is not None else replicates({k: a["tasks"][k] for k in names}, rounds)
     rb = replicates({k: b["tasks"][k] for k in names}, rounds)
     diff = np.mean([rb[k] - ra[k] for k in names], axis=0)
     point = float(np.mean([b["tasks"][k]["main_score"] - a["tasks"][k]["main_score"] for k in names]))
@@ -85,9 +114,12 @@ def paired_difference(a: dict, b: dict, rounds: int = ROUNDS) -> dict:
 
 def difference_lines(runs: Sequence[dict]) -> list[str]:
     """Markdown lines: each run's average minus the first run's, with the paired bootstrap SE."""
-    lines = []
+    lines, first = [], runs[0]
+    reps_first = replicates(first["tasks"]) if runs[1:] else None
     for r in runs[1:]:
-        d = paired_difference(runs[0], r)
-        lines.append(f"- {r['model']} - {runs[0]['model']}: {100 * d['difference']:+.2f} "
+        shared = set(first["tasks"]) & set(r["tasks"])
+        reps = {k: v for k, v in reps_first.items() if k in shared}
+        d = paired_difference(first, r, reps_a=reps)
+        lines.append(f"- {r['model']} - {first['model']}: {100 * d['difference']:+.2f} "
                      f"(paired bootstrap SE {100 * d['se']:.2f}, {len(d['tasks'])} tasks)")
     return lines
