@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
+from statistics import fmean
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = ROOT / "configs" / "probes" / "v2"
@@ -66,11 +68,13 @@ def plot(points: list[dict], prompteol: dict, path: Path) -> None:
     for steps in sorted({p["steps"] for p in points}):
         pts = [p for p in points if p["steps"] == steps]
         ax.scatter([p["lr"] for p in pts], [100 * p["average"] for p in pts], label=f"{steps} steps", zorder=3)
-    main = sorted({p["steps"] for p in points}, key=lambda s: -sum(p["steps"] == s for p in points))[0]
-    lrs = sorted({p["lr"] for p in points if p["steps"] == main})
-    means = [100 * sum(p["average"] for p in points if p["lr"] == lr and p["steps"] == main)
-             / sum(p["lr"] == lr and p["steps"] == main for p in points) for lr in lrs]
-    ax.plot(lrs, means, color="C0", alpha=0.6, label=f"mean over seeds ({main} steps)")
+    main = Counter(p["steps"] for p in points).most_common(1)[0][0]  # the budget most probes ran
+    by_lr = defaultdict(list)
+    for p in points:
+        if p["steps"] == main:
+            by_lr[p["lr"]].append(100 * p["average"])
+    lrs = sorted(by_lr)
+    ax.plot(lrs, [fmean(by_lr[lr]) for lr in lrs], color="C0", alpha=0.6, label=f"mean over seeds ({main} steps)")
     ax.axhline(100 * prompteol["average"], color="grey", linestyle="--", label="raw PromptEOL")
     ax.set_xscale("log")
     ax.set_xlabel("train.lr (top 8 layers, AdamW)")
