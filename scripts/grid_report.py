@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grid_configs import CELLS, Cell  # noqa: E402
@@ -32,13 +33,14 @@ def train_curve(metrics: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def late_drop(points: list[tuple[int, float]]) -> float | None:
-    """(mean loss of the stage's third quarter - of its last quarter) / (first loss - last quarter's mean): the
-    share of the stage's loss decrease still happening at its end; None with fewer than 8 points."""
+    """(median loss of the stage's third quarter - of its last quarter) / (first loss - last quarter's median):
+    the share of the stage's loss decrease still happening at its end; None with fewer than 8 points. Medians,
+    because one spiky batch (a SimCSE loss near 0 jumping to 1.2) would otherwise decide it."""
     losses = [loss for _, loss in sorted(points)]
     if len(losses) < 8:
         return None
     q = len(losses) // 4
-    last, prev = sum(losses[-q:]) / q, sum(losses[-2 * q:-q]) / q
+    last, prev = median(losses[-q:]), median(losses[-2 * q:-q])
     total = losses[0] - last
     return (prev - last) / total if total > 0 else 0.0
 

@@ -171,6 +171,8 @@ def test_late_drop_tells_a_flat_curve_from_a_falling_one():
     falling = [(i, 10.0 - 0.2 * i) for i in range(40)]
     assert report.late_drop(flat) < report.FLAT < report.late_drop(falling)
     assert report.late_drop(flat[:5]) is None
+    spiky = [(i, 0.03 if i < 5 else 1.2 if i == 25 else 0.02) for i in range(40)]  # near 0, one bad batch late
+    assert report.late_drop(spiky) < report.FLAT
 
 
 # ------------------------------------------------------------------------------------------- the driver
