@@ -3,8 +3,8 @@ every trained cell, and `text2token compare`'s per-task table.
 
     python scripts/grid_report.py [--results results/offline/grid] [--records results/offline/grid/train]
 
-Writes RESULTS/grid.md, RESULTS/grid.png, RESULTS/loss.png and RESULTS/tasks.{md,png} (the last from the cells
-with a result). Loss curves and CPU-minutes come from the training records scripts/run_grid.py keeps.
+Writes RESULTS/grid.md (every cell), RESULTS/scored.md (the scored cells only), RESULTS/grid.png,
+RESULTS/loss.png and RESULTS/tasks.{md,png} (the last from the cells with a result). Loss curves and CPU-minutes come from the training records scripts/run_grid.py keeps.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     a.results.mkdir(parents=True, exist_ok=True)
     (a.results / "grid.md").write_text(grid_table(rows, list(TASK_TYPES)))
     scored = [row for row in rows if row["result"]]
+    (a.results / "scored.md").write_text(grid_table(scored, list(TASK_TYPES)))  # the README quotes this one
     plot_grid([(row["cell"].name, row["result"]) for row in scored], a.results / "grid.png", list(TASK_TYPES))
     plot_loss_grid({row["cell"].name: row["curve"] for row in rows if row["curve"]}, a.results / "loss.png")
     if scored:  # what `text2token compare RESULTS/CELL.json ... --output RESULTS/tasks` writes
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         (a.results / "tasks.md").write_text(comparison_table(runs))
         plot_comparison(runs, a.results / "tasks.png", title="the grid: per-task scores")
     pngs = [f for f in ("grid.png", "loss.png", "tasks.png") if (a.results / f).is_file()]
-    print(f"wrote {a.results / 'grid.md'} and {', '.join(pngs) or 'no plot yet'} ({len(scored)} of {len(rows)} "
+    print(f"wrote {a.results / 'grid.md'}, scored.md and {', '.join(pngs) or 'no plot yet'} ({len(scored)} of {len(rows)} "
           "cells scored)")
     return 0
 
