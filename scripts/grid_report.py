@@ -4,7 +4,8 @@ every trained cell, and `text2token compare`'s per-task table.
     python scripts/grid_report.py [--results results/offline/grid] [--records results/offline/grid/train]
 
 Writes RESULTS/grid.md (every cell), RESULTS/scored.md (the scored cells only), RESULTS/grid.png,
-RESULTS/loss.png and RESULTS/tasks.{md,png} (the last from the cells with a result). Loss curves and CPU-minutes come from the training records scripts/run_grid.py keeps.
+RESULTS/loss.png and RESULTS/tasks.{md,png} (the last from the cells with a result). Loss curves and CPU-minutes
+come from the training records scripts/run_grid.py keeps.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         (a.results / "tasks.md").write_text(comparison_table(runs))
         plot_comparison(runs, a.results / "tasks.png", title="the grid: per-task scores")
     pngs = [f for f in ("grid.png", "loss.png", "tasks.png") if (a.results / f).is_file()]
-    print(f"wrote {a.results / 'grid.md'}, scored.md and {', '.join(pngs) or 'no plot yet'} ({len(scored)} of {len(rows)} "
-          "cells scored)")
+    print(f"wrote {a.results / 'grid.md'}, scored.md and {', '.join(pngs) or 'no plot yet'} "
+          f"({len(scored)} of {len(rows)} cells scored)")
     return 0
 
 

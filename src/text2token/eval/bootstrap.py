@@ -101,11 +101,12 @@ def standard_errors(tasks: dict, rounds: int = ROUNDS) -> dict:
 
 def paired_difference(a: dict, b: dict, rounds: int = ROUNDS, reps_a: dict | None = None) -> dict:
     """``b`` minus ``a`` (two results records on the same tasks): the average's difference and its paired SE.
-    ``reps_a``: ``a``'s replicates when already computed (they depend only on ``a``'s items and ``rounds``)."""
+    ``reps_a``: ``a``'s replicates of (at least) these tasks when already computed (they depend only on ``a``'s
+    items and ``rounds``)."""
     names = sorted(set(a["tasks"]) & set(b["tasks"]))
     if not names:
         raise Text2TokenError("the two results share no task")
-    ra = reps_a if reps_a is not None else replicates({k: a["tasks"][k] for k in names}, rounds)
+    ra = replicates({k: a["tasks"][k] for k in names}, rounds) if reps_a is None else {k: reps_a[k] for k in names}
     rb = replicates({k: b["tasks"][k] for k in names}, rounds)
     diff = np.mean([rb[k] - ra[k] for k in names], axis=0)
     point = float(np.mean([b["tasks"][k]["main_score"] - a["tasks"][k]["main_score"] for k in names]))
@@ -117,9 +118,7 @@ def difference_lines(runs: Sequence[dict]) -> list[str]:
     lines, first = [], runs[0]
     reps_first = replicates(first["tasks"]) if runs[1:] else None
     for r in runs[1:]:
-        shared = set(first["tasks"]) & set(r["tasks"])
-        reps = {k: v for k, v in reps_first.items() if k in shared}
-        d = paired_difference(first, r, reps_a=reps)
+        d = paired_difference(first, r, reps_a=reps_first)
         lines.append(f"- {r['model']} - {first['model']}: {100 * d['difference']:+.2f} "
                      f"(paired bootstrap SE {100 * d['se']:.2f}, {len(d['tasks'])} tasks)")
     return lines
