@@ -147,8 +147,9 @@ class StageConfig(_Strict):
     name: str
     objective: str = "kl"
     """A name from the objective registry (training/objectives.py): ``kl`` (Text2Token: KL to the stage's target
-    distribution), ``kl_contrastive`` (KL + in-batch contrast over the targets, beyond the paper), or the
-    baselines ``simcse`` (unsupervised SimCSE) and ``mntp`` (LLM2Vec's masked next-token prediction)."""
+    distribution), ``kl_contrastive`` (KL + in-batch contrast over the targets, beyond the paper), ``kl_simcse``
+    (KL + SimCSE between two dropout views, beyond the paper), or the baselines ``simcse`` (unsupervised SimCSE)
+    and ``mntp`` (LLM2Vec's masked next-token prediction)."""
     targets: Literal["data", "model"] | None = None
     """Objectives with targets (``kl``): data-driven or model-derived targets."""
     steps: int = Field(ge=1)
@@ -186,10 +187,11 @@ class TrainConfig(_Strict):
     seed: int = 0
     simcse_temperature: float = Field(0.05, gt=0.0)
     simcse_dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    """Attention dropout during ``simcse`` stages (decoder LLMs ship with none; it makes the two views differ)."""
+    """Attention dropout during ``simcse`` and ``kl_simcse`` stages (decoder LLMs ship with none; it makes the two views differ)."""
     mntp_mask_prob: float = Field(0.2, gt=0.0, lt=1.0)
     contrastive_weight: float = Field(1.0, ge=0.0)
-    """``kl_contrastive`` stages: the weight of the in-batch target contrast beside the KL."""
+    """The weight of the contrast term beside the KL: the target contrast (``kl_contrastive``) or SimCSE
+    (``kl_simcse``, which takes ``simcse_temperature`` and ``simcse_dropout``)."""
     contrastive_temperature: float = Field(1.0, gt=0.0)
     checkpoint_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)

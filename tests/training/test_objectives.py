@@ -96,3 +96,26 @@ def test_kl_contrastive_trains_and_weight_zero_is_kl(tiny_dir, corpus, tmp_path)
     assert zero_losses == pytest.approx(kl_losses) and all(torch.equal(kl[k], zero[k]) for k in kl)
     assert joint_losses[0] > kl_losses[0], "the contrast adds to the loss"
     assert any(not torch.equal(kl[k], joint[k]) for k in kl)
+
+
+def test_kl_simcse_without_dropout_or_weight_is_kl_and_with_them_differs(tiny_dir, corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from helpers import tiny_train_config
+    from text2token.training.loop import train
+
+    def run(name, objective, weight, dropout):
+        cfg = tiny_train_config(tiny_dir, corpus, contrastive_weight=weight, simcse_dropout=dropout)
+        for s in cfg.stages:
+            s.objective = objective
+        losses = []
+        out = train(cfg, tmp_path / name, show_progress=False, on_step=lambda r: losses.append(r["loss"]))
+        return load_file(str(out / "final" / "model.safetensors")), losses
+
+    kl, kl_losses = run("kl", "kl", 1.0, 0.0)
+    same, same_losses = run("same", "kl_simcse", 0.0, 0.0)
+    joint, joint_losses = run("joint", "kl_simcse", 1.0, 0.3)
+    assert same_losses == pytest.approx(kl_losses, rel=1e-4)
+    assert all(torch.allclose(kl[k], same[k], atol=1e-5) for k in kl)
+    assert joint_losses[0] > kl_losses[0], "SimCSE adds to the loss"
+    assert any(not torch.allclose(kl[k], joint[k], atol=1e-5) for k in kl)

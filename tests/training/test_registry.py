@@ -12,13 +12,14 @@ from text2token.training.objectives import OBJECTIVES, Objective
 
 def test_the_three_objectives_and_what_they_need():
     assert {n: (o.needs_targets, o.dropout) for n, o in OBJECTIVES.items()} == {
-        "kl": (True, False), "kl_contrastive": (True, False), "simcse": (False, True), "mntp": (False, False)}
+        "kl": (True, False), "kl_contrastive": (True, False), "kl_simcse": (True, True), "simcse": (False, True),
+        "mntp": (False, False)}
 
 
 def test_unknown_objective_is_a_one_line_error_naming_the_choices():
     with pytest.raises(Text2TokenError) as err:
         load_config(None, ["stages.0.objective=triplet"])
-    assert "unknown objective 'triplet' (choose from kl, kl_contrastive, simcse, mntp)" in str(err.value)
+    assert "unknown objective 'triplet' (choose from kl, kl_contrastive, kl_simcse, simcse, mntp)" in str(err.value)
     assert "\n" not in str(err.value)
 
 

@@ -10,6 +10,8 @@ plain batch without dropout gets its pooled embeddings from ``frozen_cache.poole
 - ``mntp``: LLM2Vec's masked next-token prediction (BehnamGhader et al. 2024).
 - ``kl_contrastive``: ``kl`` plus an in-batch contrastive term over the same targets, a step beyond the paper:
   text i's predicted distribution must give its own target a higher likelihood than the other texts' targets.
+- ``kl_simcse``: ``kl`` on two dropout views plus unsupervised SimCSE between them, a step beyond the paper:
+  the token targets and an embedding-space contrast trained jointly.
 """
 
 from __future__ import annotations
@@ -159,6 +161,22 @@ def kl_contrastive_step(run, micro: MicroBatch) -> torch.Tensor:
     contrast = target_contrast_loss(logits, torch.from_numpy(ids[micro.mine]), torch.from_numpy(weights[micro.mine]),
                                     t.contrastive_temperature)
     return run.dist.kl(logits, ids, weights, micro.mine) + t.contrastive_weight * contrast
+
+
+@objective("kl_simcse", needs_targets=True, dropout=True)
+def kl_simcse_step(run, micro: MicroBatch) -> torch.Tensor:
+    """The mean ``kl`` of two dropout views + ``train.contrastive_weight`` x SimCSE between them."""
+    enc, t = run.encoder, run.train
+    ids, weights = run.store.get(micro.indices)
+
+    def views():  # one wrapped forward (DDP counts them): the pooled views and their token logits
+        z = enc.forward(**{k: torch.cat([v, v]) for k, v in micro.local.items()})
+        return z, enc.token_logits(z)
+
+    z, logits = run.forward(views)
+    n = len(z) // 2
+    kl = 0.5 * (run.dist.kl(logits[:n], ids, weights, micro.mine) + run.dist.kl(logits[n:], ids, weights, micro.mine))
+    return kl + t.contrastive_weight * run.dist.simcse(z[:n], z[n:], t.simcse_temperature)
 
 
 @objective("simcse", dropout=True)
