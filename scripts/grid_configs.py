@@ -51,9 +51,10 @@ class Cell:
 CELLS = [Cell(m, p, a, t) for t, (p, a), m in product(TRAINABLES, SETTINGS, METHODS)]
 
 # Wall seconds per step of 16 texts on the 2 shared CPU cores (results/offline/grid/README.md, "Time"): LoRA on
-# every layer measured (3 + 3 steps of text2token-eos-causal-lora, 8.2 s mean), top 8 from the default run
-# (results/default/metrics.jsonl, 2.9 s); a SimCSE step encodes the batch twice (2x); MNTP costs what KL does.
-STEP_SECONDS = {"lora": 8.2, "top8": 2.9}
+# every layer measured (3 + 3 steps of text2token-eos-causal-lora, 8.2 s mean), top 8 from the grid's own top-8
+# cells (results/offline/grid/train/*.metrics.jsonl: 1.9-2.1 s a KL or MNTP step, 1.2 s from the frozen cache);
+# a SimCSE step encodes the batch twice (4.1-4.5 s, 2x); MNTP costs what KL does.
+STEP_SECONDS = {"lora": 8.2, "top8": 2.0}
 OBJECTIVE_FACTOR = {"kl": 1.0, "mntp": 1.0, "simcse": 2.0}
 SETUP_MINUTES = {"text2token": 3.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
 EVAL_MINUTES = 2.0  # `text2token eval --split dev` (results/offline/dev/text2token.json: 106 s)
