@@ -187,7 +187,8 @@ class TrainConfig(_Strict):
     seed: int = 0
     simcse_temperature: float = Field(0.05, gt=0.0)
     simcse_dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    """Attention dropout during ``simcse`` and ``kl_simcse`` stages (decoder LLMs ship with none; it makes the two views differ)."""
+    """Attention dropout during ``simcse`` and ``kl_simcse`` stages (decoder LLMs ship with none; it makes the two
+    views differ)."""
     mntp_mask_prob: float = Field(0.2, gt=0.0, lt=1.0)
     contrastive_weight: float = Field(1.0, ge=0.0)
     """The weight of the contrast term beside the KL: the target contrast (``kl_contrastive``) or SimCSE
