@@ -76,45 +76,36 @@ def test_target_contrast_leaves_out_rows_without_target():
     assert target_contrast_loss(logits[:1], ids[:1], w[:1]) == 0
 
 
-def test_kl_contrastive_trains_and_weight_zero_is_kl(tiny_dir, corpus, tmp_path):
+def _train(tiny_dir, corpus, out, objective, **train_kw):
+    """Trains the tiny config with every stage on ``objective``: (final weights, losses per step)."""
     from safetensors.torch import load_file
 
     from helpers import tiny_train_config
     from text2token.training.loop import train
 
-    def run(name, objective, weight):
-        cfg = tiny_train_config(tiny_dir, corpus, contrastive_weight=weight)
-        for s in cfg.stages:
-            s.objective = objective
-        losses = []
-        out = train(cfg, tmp_path / name, show_progress=False, on_step=lambda r: losses.append(r["loss"]))
-        return load_file(str(out / "final" / "model.safetensors")), losses
+    cfg = tiny_train_config(tiny_dir, corpus, **train_kw)
+    for s in cfg.stages:
+        s.objective = objective
+    losses = []
+    final = train(cfg, out, show_progress=False, on_step=lambda r: losses.append(r["loss"])) / "final"
+    return load_file(str(final / "model.safetensors")), losses
 
-    kl, kl_losses = run("kl", "kl", 1.0)
-    zero, zero_losses = run("zero", "kl_contrastive", 0.0)
-    joint, joint_losses = run("joint", "kl_contrastive", 1.0)
+
+def test_kl_contrastive_trains_and_weight_zero_is_kl(tiny_dir, corpus, tmp_path):
+    kl, kl_losses = _train(tiny_dir, corpus, tmp_path / "kl", "kl")
+    zero, zero_losses = _train(tiny_dir, corpus, tmp_path / "zero", "kl_contrastive", contrastive_weight=0.0)
+    joint, joint_losses = _train(tiny_dir, corpus, tmp_path / "joint", "kl_contrastive", contrastive_weight=1.0)
     assert zero_losses == pytest.approx(kl_losses) and all(torch.equal(kl[k], zero[k]) for k in kl)
     assert joint_losses[0] > kl_losses[0], "the contrast adds to the loss"
     assert any(not torch.equal(kl[k], joint[k]) for k in kl)
 
 
 def test_kl_simcse_without_dropout_or_weight_is_kl_and_with_them_differs(tiny_dir, corpus, tmp_path):
-    from safetensors.torch import load_file
-
-    from helpers import tiny_train_config
-    from text2token.training.loop import train
-
-    def run(name, objective, weight, dropout):
-        cfg = tiny_train_config(tiny_dir, corpus, contrastive_weight=weight, simcse_dropout=dropout)
-        for s in cfg.stages:
-            s.objective = objective
-        losses = []
-        out = train(cfg, tmp_path / name, show_progress=False, on_step=lambda r: losses.append(r["loss"]))
-        return load_file(str(out / "final" / "model.safetensors")), losses
-
-    kl, kl_losses = run("kl", "kl", 1.0, 0.0)
-    same, same_losses = run("same", "kl_simcse", 0.0, 0.0)
-    joint, joint_losses = run("joint", "kl_simcse", 1.0, 0.3)
+    kl, kl_losses = _train(tiny_dir, corpus, tmp_path / "kl", "kl")
+    same, same_losses = _train(tiny_dir, corpus, tmp_path / "same", "kl_simcse", contrastive_weight=0.0,
+                               simcse_dropout=0.0)
+    joint, joint_losses = _train(tiny_dir, corpus, tmp_path / "joint", "kl_simcse", contrastive_weight=1.0,
+                                 simcse_dropout=0.3)
     assert same_losses == pytest.approx(kl_losses, rel=1e-4)
     assert all(torch.allclose(kl[k], same[k], atol=1e-5) for k in kl)
     assert joint_losses[0] > kl_losses[0], "SimCSE adds to the loss"
