@@ -55,7 +55,7 @@ CELLS = [Cell(m, p, a, t) for t, (p, a), m in product(TRAINABLES, SETTINGS, METH
 # cells (results/offline/grid/train/*.metrics.jsonl: 1.9-2.1 s a KL or MNTP step, 1.2 s from the frozen cache);
 # a SimCSE step encodes the batch twice (4.1-4.5 s, 2x); MNTP costs what KL does.
 STEP_SECONDS = {"lora": 8.2, "top8": 2.0}
-OBJECTIVE_FACTOR = {"kl": 1.0, "mntp": 1.0, "simcse": 2.0}
+OBJECTIVE_FACTOR = {"kl": 1.0, "kl_contrastive": 1.0, "mntp": 1.0, "simcse": 2.0, "kl_simcse": 2.0}  # 2: two views
 SETUP_MINUTES = {"text2token": 3.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
 EVAL_MINUTES = 2.0  # `text2token eval --split dev` (results/offline/dev/text2token.json: 106 s)
 

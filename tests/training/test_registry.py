@@ -10,7 +10,7 @@ from text2token.training.loop import train
 from text2token.training.objectives import OBJECTIVES, Objective
 
 
-def test_the_three_objectives_and_what_they_need():
+def test_the_objectives_and_what_they_need():
     assert {n: (o.needs_targets, o.dropout) for n, o in OBJECTIVES.items()} == {
         "kl": (True, False), "kl_contrastive": (True, False), "kl_simcse": (True, True), "simcse": (False, True),
         "mntp": (False, False)}
