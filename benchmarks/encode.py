@@ -56,8 +56,12 @@ def run(cfg, size: dict) -> tuple[dict, str]:
         "bare_sorted_no_grad": bare(sorted_batches, torch.no_grad),
         "encode_1_thread": encode_1_thread,
     }, rounds=size["rounds"])
+    return summarise(cfg, t, len(texts), bs, tokens, padded)
+
+
+def summarise(cfg, t: dict, n: int, bs: int, tokens: int, padded: dict) -> tuple[dict, str]:
+    """The result and its table from the sides' timings (``n`` texts in batches of ``bs``)."""
     med = {k: v["median_s"] for k, v in t.items()}
-    n = len(texts)
     result = {
         "texts": n, "batch_size": bs, "real_tokens": tokens, "padded_tokens": padded,
         "texts_per_s": {k: round(n / v, 2) for k, v in med.items()},

@@ -94,30 +94,37 @@ def run(cfg, size: dict) -> tuple[dict, str]:
         "tokenizer_only": lambda: backend.encode_batch_fast([" " + t for t in texts], add_special_tokens=False),
     }, rounds=size["dd_rounds"])
     tmp.cleanup()
-    n = len(texts)
-    dd_rate = {k: round(n / v["median_s"], 1) for k, v in dd_t.items()}
-    probe = texts
-    identical_ids = _token_ids(tok, probe, dd.prefix, dd.backend) == tok([dd.prefix + t for t in probe],
+    identical_ids = _token_ids(tok, texts, dd.prefix, dd.backend) == tok([dd.prefix + t for t in texts],
                                                               add_special_tokens=False)["input_ids"]
-    new, old = dd.transform(probe, tw), original_transform(dd, probe, tw)
-    identical_targets = bool(np.array_equal(new[0], old[0]) and np.array_equal(new[1], old[1]))
+    new, old = dd.transform(texts, tw), original_transform(dd, texts, tw)
+    identical = {"ids": bool(identical_ids),
+                 "targets": bool(np.array_equal(new[0], old[0]) and np.array_equal(new[1], old[1]))}
 
-    md_cfg = cfg.targets.model_derived
-    md = ModelDerivedTargets(encoder, md_cfg, vocab, dd, cfg.targets.batch_size)
+    md = ModelDerivedTargets(encoder, cfg.targets.model_derived, vocab, dd, cfg.targets.batch_size)
     mixed = mixed_texts(size["md_texts"])
     encoder.model.eval()
     md_t = side_by_side({
         "model_derived": lambda: md.transform(mixed),
         "encode": lambda: encoder.encode(mixed, batch_size=cfg.targets.batch_size, show_progress_bar=False),
     }, rounds=size["md_rounds"])
+    return summarise(cfg, dd_t, md_t, lengths, fit_s, len(mixed), identical)
+
+
+def summarise(cfg, dd_t: dict, md_t: dict, lengths: list, fit_s: float, n_mixed: int,
+              identical: dict) -> tuple[dict, str]:
+    """The result and its table from the timings (``lengths``: the data-driven texts' token counts)."""
+    ddc, md_cfg = cfg.targets.data_driven, cfg.targets.model_derived
+    n = len(lengths)
+    dd_rate = {k: round(n / v["median_s"], 1) for k, v in dd_t.items()}
     md_ratio = ratio(md_t["encode"]["median_s"], md_t["model_derived"]["median_s"])
+    identical_targets = identical["targets"]
     result = {
         "data_driven": {"texts": n, "mean_tokens": round(float(np.mean(lengths)), 1), "fit_s": round(fit_s, 3),
                         "fit_texts_per_s": round(n / fit_s, 1), "texts_per_s": dd_rate, "seconds": dd_t,
-                        "fast_tokenizer_ids_identical": bool(identical_ids),
+                        "fast_tokenizer_ids_identical": identical["ids"],
                         "identical_to_original": identical_targets, "top_k": ddc.top_k},
-        "model_derived": {"texts": len(mixed), "batch_size": cfg.targets.batch_size, "seconds": md_t,
-                          "texts_per_s": {k: round(len(mixed) / v["median_s"], 2) for k, v in md_t.items()},
+        "model_derived": {"texts": n_mixed, "batch_size": cfg.targets.batch_size, "seconds": md_t,
+                          "texts_per_s": {k: round(n_mixed / v["median_s"], 2) for k, v in md_t.items()},
                           "mix_data": md_cfg.mix_data, "source": md_cfg.source},
         "ratios": {"model_derived_vs_encode_throughput": md_ratio,
                    "transform_vs_original_throughput": ratio(dd_t["original_transform"]["median_s"],
@@ -139,7 +146,7 @@ def run(cfg, size: dict) -> tuple[dict, str]:
             ["model-derived / encode (throughput ratio)", md_ratio, f">= {MD_GOAL}"]]
     md_text = report(f"data-driven: {n:,} Wikipedia texts of {np.mean(lengths):.1f} tokens, top-{ddc.top_k} (output "
                      f"identical to the original implementation: {identical_targets}); "
-                     f"model-derived: {len(mixed)} mixed-length texts, `{cfg.model.backbone}`",
+                     f"model-derived: {n_mixed} mixed-length texts, `{cfg.model.backbone}`",
                      ["target building", "measured", "goal"], rows)
     return result, md_text
 

@@ -57,11 +57,20 @@ def dense_kl(logits: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> 
 
 
 def run(cfg, size: dict) -> tuple[dict, str]:
-    from text2token.training.objectives import token_kl
-    from text2token.model.pooling import pool
+    bench = setup(cfg, size)
+    try:
+        t = side_by_side(sides(cfg, bench, size["steps_per_round"]), rounds=size["rounds"])
+        cache_hits = bench.cached.frozen_cache.hits
+    finally:
+        bench.tmp.cleanup()
+    return summarise(cfg, t, size, bench.n_top, bench.n_all, cache_hits)
+
+
+def setup(cfg, size: dict):
+    """The encoder, its targets, the trainable sets and their optimisers, and the batches every side reads."""
+    from types import SimpleNamespace
+
     from text2token.targets import DataDrivenTargets, TargetStore
-    from text2token.model.precision import autocast
-    from text2token.training.frozen_cache import pooled
     from text2token.training.trainable import mark_trainable
 
     encoder = load_encoder(cfg)
@@ -78,65 +87,67 @@ def run(cfg, size: dict) -> tuple[dict, str]:
     encoder.model.train()
     top = [p for p in encoder.model.parameters() if p.requires_grad]
     everything = list(encoder.model.parameters())
-    n_top, n_all = sum(p.numel() for p in top), sum(p.numel() for p in everything)
-    opt_top = torch.optim.AdamW(top, lr=cfg.train.lr)
-    opt_all = torch.optim.AdamW(everything, lr=cfg.train.lr)
     plans = np.random.default_rng(0).permutation(len(texts))[: n_batches * bs].reshape(n_batches, bs)
     pretokenised = [encoder.tokenize([texts[k] for k in idx])[0] for idx in plans]
-    cached = filled_cache(encoder, cfg, pretokenised, Path(tmp.name) / "frozen")
-    cursor = {}
+    return SimpleNamespace(
+        encoder=encoder, texts=texts, store=store, tmp=tmp, top=top, everything=everything, plans=plans,
+        pretokenised=pretokenised, cached=filled_cache(encoder, cfg, pretokenised, Path(tmp.name) / "frozen"),
+        opt_top=torch.optim.AdamW(top, lr=cfg.train.lr), opt_all=torch.optim.AdamW(everything, lr=cfg.train.lr),
+        n_top=sum(p.numel() for p in top), n_all=sum(p.numel() for p in everything))
+
+
+def sides(cfg, b, steps: int) -> dict:
+    """The timed sides: ``steps`` optimiser steps each, cycling through the batches of ``b`` (:func:`setup`)."""
+    from text2token.model.pooling import pool
+    from text2token.model.precision import autocast
+    from text2token.training.frozen_cache import pooled
+    from text2token.training.objectives import token_kl
+
+    encoder, cursor = b.encoder, {}
 
     def next_batch(name):
-        cursor[name] = (cursor.get(name, -1) + 1) % n_batches
+        cursor[name] = (cursor.get(name, -1) + 1) % len(b.plans)
         return cursor[name]
 
-    def text2token_step(kl=token_kl, params=top, opt=opt_top, precision="none", cache=False):
+    def step(loss, params, opt):
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def text2token_step(kl=token_kl, params=b.top, opt=b.opt_top, precision="none", cache=False):
         for _ in range(steps):
-            idx = plans[next_batch("t2t")]
-            ids, weights = store.get(idx)
-            batch, _ = encoder.tokenize([texts[k] for k in idx])
+            idx = b.plans[next_batch("t2t")]
+            ids, weights = b.store.get(idx)
+            batch, _ = encoder.tokenize([b.texts[k] for k in idx])
             with autocast(precision, encoder.device):
-                embedded = pooled(cached, batch) if cache else encoder.forward(**batch)
-                logits = encoder.token_logits(embedded)
-                loss = kl(logits, torch.from_numpy(ids), torch.from_numpy(weights))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+                embedded = pooled(b.cached, batch) if cache else encoder.forward(**batch)
+                loss = kl(encoder.token_logits(embedded), torch.from_numpy(ids), torch.from_numpy(weights))
+            step(loss, params, opt)
 
     def plain_step():
         for _ in range(steps):
-            batch = pretokenised[next_batch("plain")]
+            batch = b.pretokenised[next_batch("plain")]
             hidden = encoder.base(**batch, use_cache=False).last_hidden_state
-            loss = pool(hidden, batch["attention_mask"], "mean").pow(2).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(top, cfg.train.max_grad_norm)
-            opt_top.step()
-            opt_top.zero_grad(set_to_none=True)
+            step(pool(hidden, batch["attention_mask"], "mean").pow(2).mean(), b.top, b.opt_top)
 
     def full_backward_step():
-        for p in everything:
+        for p in b.everything:
             p.requires_grad_(True)
         try:
-            text2token_step(params=everything, opt=opt_all)
+            text2token_step(params=b.everything, opt=b.opt_all)
         finally:
-            for p in everything:
+            for p in b.everything:
                 p.requires_grad_(False)
-            for p in top:
+            for p in b.top:
                 p.requires_grad_(True)
 
-    t = side_by_side({
-        "text2token": text2token_step,
-        "plain": plain_step,
-        "text2token_dense_kl": lambda: text2token_step(kl=dense_kl),
-        "text2token_full_backward": full_backward_step,
-        "text2token_bf16_autocast": lambda: text2token_step(precision="bf16"),
-        "text2token_cached": lambda: text2token_step(cache=True),
-        "text2token_bf16_cached": lambda: text2token_step(precision="bf16", cache=True),
-    }, rounds=size["rounds"])
-    cache_hits = cached.frozen_cache.hits
-    tmp.cleanup()
-    return summarise(cfg, t, size, n_top, n_all, cache_hits)
+    return {"text2token": text2token_step, "plain": plain_step,
+            "text2token_dense_kl": lambda: text2token_step(kl=dense_kl),
+            "text2token_full_backward": full_backward_step,
+            "text2token_bf16_autocast": lambda: text2token_step(precision="bf16"),
+            "text2token_cached": lambda: text2token_step(cache=True),
+            "text2token_bf16_cached": lambda: text2token_step(precision="bf16", cache=True)}
 
 
 def summarise(cfg, t: dict, size: dict, n_top: int, n_all: int, cache_hits: int) -> tuple[dict, str]:
