@@ -11,8 +11,9 @@ For each cell (scripts/grid_configs.py CELLS) it does what is left:
 Every heavy command runs under the heavy-job lock (HEAVY_LOCK, default /tmp/text2token-heavy.lock; do not wrap
 this script in flock too: it would wait for itself). Each command's start, end, wall seconds and threads go to
 TRAIN_RECORDS/CELL.json (CPU-minutes = wall x threads), the run's metrics.jsonl to TRAIN_RECORDS/CELL.metrics.jsonl.
-A cell whose config changed after it trained, or whose model was deleted before a (new) result, is reported and
-left alone. At the end scripts/grid_report.py writes the table and plots. Ctrl-C / SIGTERM stop cleanly.
+A cell whose config changed after it trained (or since its unfinished run began), or whose model was deleted before
+a (new) result, is reported and left alone. At the end scripts/grid_report.py writes the table and plots.
+Ctrl-C / SIGTERM stop cleanly.
 Env defaults: GRID_SPLIT (dev), GRID_SUITE (offline), GRID_SUITE_VERSION (the installed suite's), GRID_RUNS
 (runs/grid), GRID_RESULTS, KEEP_MODELS, HEAVY_LOCK ("none": no lock), TEXT2TOKEN_CMD (text2token),
 GRID_EVAL_ARGS (extra `text2token eval` arguments).
@@ -83,15 +84,30 @@ def parse_options(argv: list[str] | None) -> Options:
 
 
 # ------------------------------------------------------------------------------------------- state of a cell
+def settings_sha(cfg) -> str:
+    """sha256 of a resolved config without output_dir."""
+    settings = cfg.to_dict()
+    settings.pop("output_dir")
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_sha(path: Path) -> str:
+    """:func:`settings_sha` of the config at ``path`` ("unreadable" when it does not load)."""
+    from text2token.config import load_config
+    from text2token.errors import Text2TokenError
+
+    try:
+        return settings_sha(load_config(path))
+    except (Text2TokenError, ValueError, OSError):
+        return "unreadable"
+
+
 def config_facts(cell: Cell):
-    """(sha256 of the cell's resolved config without output_dir, the threads its training uses, the config)."""
+    """(the cell's :func:`settings_sha`, the threads its training uses, the config)."""
     from text2token.config import load_config
 
     cfg = load_config(cell.path)
-    settings = cfg.to_dict()
-    settings.pop("output_dir")
-    sha = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return sha, cfg.train.threads or os.cpu_count() or 1, cfg
+    return settings_sha(cfg), cfg.train.threads or os.cpu_count() or 1, cfg
 
 
 def record_path(opt: Options, cell: Cell) -> Path:
@@ -136,6 +152,8 @@ def plan(opt: Options, cell: Cell, sha: str) -> tuple[list[str], str]:
     cleanup = ["cleanup"] if has_model and not opt.keep_models else []
     if state == "done":
         return cleanup, "result done"
+    if (run / "config.yaml").is_file() and config_sha(run / "config.yaml") != sha:
+        return [], f"BLOCKED: {run} holds a run of another config than {cell.path.name}; remove it to retrain"
     steps = []
     if not has_model:
         if record.get("trained"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from text2token.config import CONFIG_DIR, load_config
+from text2token.config import CONFIG_DIR, load_config, save_config
 from text2token.eval.suite import SUITE_VERSION
 from text2token.training.objectives import OBJECTIVES, Objective
 
@@ -184,7 +184,8 @@ args = sys.argv[1:]
 out = Path(args[args.index("--output") + 1])
 if args[0] == "train":
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text("saved\\n")
+    from text2token.config import load_config, save_config
+    save_config(load_config(args[args.index("--config") + 1]), out / "config.yaml")
     log = Path(out.parent / "calls.log")
     log.write_text((log.read_text() if log.exists() else "") + " ".join(args) + "\\n")
     if (out.parent / "fail-once").exists() and "--resume" not in args:
@@ -226,10 +227,16 @@ def _result(dirs, name, split="dev", version=SUITE_VERSION):
         {"model": name, "suite": "offline", "suite_version": version, "split": split, "tasks": {}}))
 
 
+def _saved_config(dirs, name, *overrides):
+    """What `text2token train` saves in the run dir: the cell's resolved config (with ``overrides``)."""
+    (dirs["runs"] / name).mkdir(parents=True, exist_ok=True)
+    save_config(load_config(CONFIG_DIR / "grid" / f"{name}.yaml", list(overrides)), dirs["runs"] / name / "config.yaml")
+
+
 def _final(dirs, name):
     (dirs["runs"] / name / "final").mkdir(parents=True)
     (dirs["runs"] / name / "final" / "text2token.json").write_text("{}")
-    (dirs["runs"] / name / "config.yaml").write_text("saved\n")
+    _saved_config(dirs, name)
 
 
 def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
@@ -237,8 +244,8 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
     c = [cell.name for cell in CELLS]
     _result(dirs, c[0])                                       # done: nothing to do
     _result(dirs, c[1]); _final(dirs, c[1])                   # done, model still there: cleanup
-    (dirs["runs"] / c[2]).mkdir(parents=True)                 # interrupted: resume
-    (dirs["runs"] / c[2] / "config.yaml").write_text("saved\n")
+    _saved_config(dirs, c[2])                                 # interrupted: resume
+    _saved_config(dirs, c[7], "train.lr=0.5")                 # interrupted, then its config changed: blocked
     _final(dirs, c[3])                                        # trained, not scored: eval
     _final(dirs, c[4]); _result(dirs, c[4], split="test")     # a result of another split: eval again
     _result(dirs, c[5], version=0)                            # another suite version, model deleted: blocked
@@ -254,6 +261,7 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
     assert plans[c[4]].startswith("eval -> cleanup (result stale")
     assert "BLOCKED" in plans[c[5]] and "changed since it trained" in plans[c[5]]
     assert plans[c[6]].startswith("train -> eval -> cleanup")
+    assert "BLOCKED" in plans[c[7]] and "holds a run of another config" in plans[c[7]]
     assert (dirs["runs"] / c[1] / "final").is_dir()  # a dry run touches nothing
     assert main("--dry-run", "--keep-models", "--only", c[1], "--only", c[3]) == 0
     out = capsys.readouterr().out
