@@ -42,6 +42,7 @@ def test_every_cell_loads_with_its_setting_and_the_shared_budget():
                               "simcse": ["simcse", "simcse"]}[cell.method]
         if cell.method == "text2token":
             assert [s.targets for s in cfg.stages] == ["data", "model"]
+            assert cfg.train.lr == {"eos": 1e-5, "mean": 1e-4}[cell.pooling]  # grid_configs.LEARNING_RATES
 
 
 def _setting(cell):
