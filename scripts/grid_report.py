@@ -34,16 +34,22 @@ def train_curve(metrics: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def late_drop(points: list[tuple[int, float]]) -> float | None:
-    """(median loss of the stage's third quarter - of its last quarter) / (first loss - last quarter's median):
+    """(median loss of the stage's third quarter - of its last quarter) / (first quarter's median - last quarter's):
     the share of the stage's loss decrease still happening at its end; None with fewer than 8 points. Medians,
-    because one spiky batch (a SimCSE loss near 0 jumping to 1.2) would otherwise decide it."""
+    because one spiky batch (a SimCSE loss near 0 jumping to 1.2) would otherwise decide it. 0 when the last quarter
+    is not significantly below the third (one-sided Mann-Whitney, p >= 0.05) or the stage did not fall: per-batch
+    losses that are mostly noise (a SimCSE stage starting near 0) show no decrease still going on."""
+    from scipy.stats import mannwhitneyu
+
     losses = [loss for _, loss in sorted(points)]
     if len(losses) < 8:
         return None
     q = len(losses) // 4
-    last, prev = median(losses[-q:]), median(losses[-2 * q:-q])
-    total = losses[0] - last
-    return (prev - last) / total if total > 0 else 0.0
+    third, fourth = losses[-2 * q:-q], losses[-q:]
+    total = median(losses[:q]) - median(fourth)
+    if total <= 0 or mannwhitneyu(third, fourth, alternative="greater").pvalue >= 0.05:
+        return 0.0
+    return (median(third) - median(fourth)) / total
 
 
 def cpu_minutes(record: dict, kind: str) -> float | None:

@@ -174,6 +174,10 @@ def test_late_drop_tells_a_flat_curve_from_a_falling_one():
     assert report.late_drop(flat[:5]) is None
     spiky = [(i, 0.03 if i < 5 else 1.2 if i == 25 else 0.02) for i in range(40)]  # near 0, one bad batch late
     assert report.late_drop(spiky) < report.FLAT
+    near_floor = [0.029, 0.011, 0.143, 0.426, 0.03, 0.011, 0.035, 0.02, 0.011, 0.031, 0.005, 0.011, 0.237, 0.104,
+                  0.012, 0.119, 0.03, 0.161, 0.271, 0.012, 0.078, 0.005, 0.139, 0.015, 0.005, 0.276, 0.024, 0.009,
+                  0.012, 0.012, 0.006]  # simcse-mean-bidir-top8's stage 2: starts near 0, noise only (was 387%)
+    assert report.late_drop(list(enumerate(near_floor))) == 0.0
 
 
 # ------------------------------------------------------------------------------------------- the driver
