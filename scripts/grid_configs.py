@@ -54,6 +54,26 @@ class Cell:
 
 CELLS = [Cell(m, p, a, t) for t, (p, a), m in product(TRAINABLES, SETTINGS, METHODS)]
 
+
+@dataclass(frozen=True)
+class Reference:
+    """A setting's untrained backbone (``baseline:NAME``, eval/baselines.py): what training a cell adds to."""
+    pooling: str
+    attention: str
+    method: str = "untrained"
+    trainable: str = "none"
+
+    @property
+    def baseline(self) -> str:
+        return {"eos": "prompteol", "mean": "mean"}[self.pooling] + ("-bidir" if self.attention == "bidir" else "")
+
+    @property
+    def name(self) -> str:
+        return f"untrained-{self.pooling}-{self.attention}"
+
+
+REFERENCES = [Reference(p, a) for p, a in SETTINGS]
+
 # Wall seconds per step of 16 texts on the 2 shared CPU cores (results/offline/grid/README.md, "Time"): LoRA on
 # every layer measured (3 + 3 steps of text2token-eos-causal-lora, 8.2 s mean), top 8 from the grid's own top-8
 # cells (results/offline/grid/train/*.metrics.jsonl: 1.9-2.1 s a KL or MNTP step, 1.2 s from the frozen cache);

@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid_configs import CELLS, Cell  # noqa: E402
+from grid_configs import CELLS, REFERENCES, Cell, Reference  # noqa: E402
 
 FLAT = 0.05  # a stage is flat when its last quarter lowered the loss by under 5% of the whole stage's drop
 
@@ -58,7 +58,7 @@ def cpu_minutes(record: dict, kind: str) -> float | None:
     return sum(s["wall_s"] * s["threads"] for s in segs) / 60 if segs else None
 
 
-def load_row(cell: Cell, results: Path, records: Path) -> dict:
+def load_row(cell: Cell | Reference, results: Path, records: Path) -> dict:
     result_file, record_file = results / f"{cell.name}.json", records / f"{cell.name}.json"
     curve = train_curve(records / f"{cell.name}.metrics.jsonl")
     return {"cell": cell, "result": json.loads(result_file.read_text()) if result_file.is_file() else None,
@@ -70,14 +70,25 @@ def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
 
+def _gain(row: dict, untrained: dict) -> str:
+    """The row's task average minus its setting's untrained reference's, x 100 ("—" when either is missing)."""
+    ref = untrained.get((row["cell"].pooling, row["cell"].attention))
+    if row["cell"].method == "untrained" or not row["result"] or ref is None:
+        return "—"
+    return f"{100 * (row['result']['average'] - ref):+.1f}"
+
+
 def grid_table(rows: list[dict], types: list[str]) -> str:
-    """Markdown: one row per cell (the driver's order), scores x 100, CPU-minutes, and the flattening check."""
-    head = ["cell", "method", "pooling", "attention", "trainable", "avg (tasks)", "avg (types)", *types,
-            "train CPU-min", "late loss drop % (per stage)", "flat"]
+    """Markdown: one row per cell (the driver's order; untrained references first), scores x 100, the gain over
+    the setting's untrained backbone, CPU-minutes, and the flattening check."""
+    head = ["cell", "method", "pooling", "attention", "trainable", "avg (tasks)", "vs untrained", "avg (types)",
+            *types, "train CPU-min", "late loss drop % (per stage)", "flat"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|---|" + "---:|" * (len(head) - 6) + "---|"]
+    untrained = {(row["cell"].pooling, row["cell"].attention): row["result"]["average"] for row in rows
+                 if row["cell"].method == "untrained" and row["result"]}
     for row in rows:
         c, r = row["cell"], row["result"] or {}
-        scores = [_pct(r.get("average")), _pct(r.get("average_by_type"))]
+        scores = [_pct(r.get("average")), _gain(row, untrained), _pct(r.get("average_by_type"))]
         scores += [_pct(r.get("type_averages", {}).get(t)) for t in types]
         cpu = cpu_minutes(row["record"], "train")
         drops = row["late_drop"]
@@ -85,8 +96,10 @@ def grid_table(rows: list[dict], types: list[str]) -> str:
         lines.append("| " + " | ".join([c.name, c.method, c.pooling, c.attention, c.trainable, *scores,
                                          "—" if cpu is None else f"{cpu:.0f}", " / ".join(map(_pct, drops)) or "—",
                                          flat]) + " |")
-    lines += ["", f"Scores x 100 on the suite's {_split(rows)} split; late loss drop: how much of a stage's loss "
-              f"decrease its last quarter still made (flat: under {100 * FLAT:.0f}% in every stage)."]
+    lines += ["", f"Scores x 100 on the suite's {_split(rows)} split; vs untrained: the task average's change from "
+              "the setting's untrained backbone (`untrained-*`: `baseline:mean`, `prompteol` or their `-bidir` "
+              "forms); late loss drop: how much of a stage's loss decrease its last quarter still made (flat: under "
+              f"{100 * FLAT:.0f}% in every stage)."]
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from text2token.eval.report import comparison_table, load_results
     from text2token.eval.suite import TASK_TYPES
 
-    rows = [load_row(c, a.results, a.records) for c in CELLS]
+    rows = [load_row(c, a.results, a.records) for c in [*REFERENCES, *CELLS]]
     a.results.mkdir(parents=True, exist_ok=True)
     (a.results / "grid.md").write_text(grid_table(rows, list(TASK_TYPES)))
     scored = [row for row in rows if row["result"]]
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_comparison(runs, a.results / "tasks.png", title="the grid: per-task scores")
     pngs = [f for f in ("grid.png", "loss.png", "tasks.png") if (a.results / f).is_file()]
     print(f"wrote {a.results / 'grid.md'}, scored.md and {', '.join(pngs) or 'no plot yet'} "
-          f"({len(scored)} of {len(rows)} cells scored)")
+          f"({sum(r['cell'] in CELLS for r in scored)} of {len(CELLS)} cells scored)")
     return 0
 
 

@@ -8,6 +8,8 @@ For each cell (scripts/grid_configs.py CELLS) it does what is left:
   eval     ``text2token eval --model RUNS/CELL/final --name CELL --split SPLIT --suite SUITE`` into
            RESULTS/CELL.json (skipped when that file exists for this split, suite and suite version);
   cleanup  removes RUNS/CELL/final (~540 MB) once the result exists, unless --keep-models / KEEP_MODELS=1.
+First, each selected cell's setting gets its untrained reference (grid_configs.REFERENCES) scored into
+RESULTS/untrained-POOLING-ATTENTION.json (``--model baseline:NAME``), unless that result is done.
 Every heavy command runs under the heavy-job lock (HEAVY_LOCK, default /tmp/text2token-heavy.lock; do not wrap
 this script in flock too: it would wait for itself). Each command's start, end, wall seconds and threads go to
 TRAIN_RECORDS/CELL.json (CPU-minutes = wall x threads), the run's metrics.jsonl to TRAIN_RECORDS/CELL.metrics.jsonl.
@@ -39,7 +41,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid_configs import CELLS, REPO, Cell, estimate_minutes  # noqa: E402
+from grid_configs import CELLS, EVAL_MINUTES, REFERENCES, REPO, Cell, Reference, estimate_minutes  # noqa: E402
 
 
 @dataclass
@@ -110,16 +112,16 @@ def config_facts(cell: Cell):
     return settings_sha(cfg), cfg.train.threads or os.cpu_count() or 1, cfg
 
 
-def record_path(opt: Options, cell: Cell) -> Path:
+def record_path(opt: Options, cell: Cell | Reference) -> Path:
     return opt.records / f"{cell.name}.json"
 
 
-def load_record(opt: Options, cell: Cell) -> dict:
+def load_record(opt: Options, cell: Cell | Reference) -> dict:
     path = record_path(opt, cell)
     return json.loads(path.read_text()) if path.is_file() else {"cell": cell.name, "segments": []}
 
 
-def save_record(opt: Options, cell: Cell, record: dict) -> None:
+def save_record(opt: Options, cell: Cell | Reference, record: dict) -> None:
     path = record_path(opt, cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -127,7 +129,7 @@ def save_record(opt: Options, cell: Cell, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def result_state(opt: Options, cell: Cell) -> str:
+def result_state(opt: Options, cell: Cell | Reference) -> str:
     """``done``, ``missing`` or why the result file does not count (another split, suite or suite version)."""
     path = opt.results / f"{cell.name}.json"
     if not path.is_file():
@@ -186,7 +188,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def heavy(opt: Options, cell: Cell, kind: str, cmd: list[str], threads: int) -> int:
+def heavy(opt: Options, cell: Cell | Reference, kind: str, cmd: list[str], threads: int) -> int:
     """Runs ``cmd`` under the lock; appends its timing segment (also when it fails or is interrupted)."""
     print("  $ " + shlex.join(cmd), flush=True)
     with heavy_lock(opt.lock):
@@ -217,6 +219,31 @@ def mark_trained(opt: Options, cell: Cell, sha: str) -> None:
         shutil.copyfile(run / "metrics.jsonl", opt.records / f"{cell.name}.metrics.jsonl")
 
 
+def eval_command(opt: Options, cell: Cell | Reference, model: str) -> list[str]:
+    """`text2token eval` of ``model`` into the cell's (or reference's) result file."""
+    out = opt.results / f"{cell.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return [*opt.text2token, "eval", "--model", model, "--name", cell.name, "--split", opt.split, "--suite",
+            opt.suite, "--output", str(out), *opt.eval_args]
+
+
+def score_references(opt: Options, cells: list[Cell]) -> tuple[int, float]:
+    """Scores the untrained backbone of every setting among ``cells`` that has no result yet (cheap: eval only);
+    (how many failed, the estimated minutes left)."""
+    failed, minutes = 0, 0.0
+    for ref in [r for r in REFERENCES if any((c.pooling, c.attention) == (r.pooling, r.attention) for c in cells)]:
+        state = result_state(opt, ref)
+        minutes += 0.0 if state == "done" else EVAL_MINUTES
+        print(f"reference {ref.name} (baseline:{ref.baseline}): "
+              f"{'nothing to do' if state == 'done' else 'eval'} (result {state})", flush=True)
+        if state != "done" and not opt.dry_run:
+            cmd = eval_command(opt, ref, f"baseline:{ref.baseline}")
+            if heavy(opt, ref, "eval", cmd, os.cpu_count() or 1) != 0 or result_state(opt, ref) != "done":
+                print(f"  eval of {ref.name} gave no {opt.split} result", flush=True)
+                failed += 1
+    return failed, minutes
+
+
 def execute(opt: Options, cell: Cell, steps: list[str], sha: str, threads: int) -> bool:
     """Does ``steps``; False at the first one that fails."""
     run = opt.runs / cell.name
@@ -228,11 +255,8 @@ def execute(opt: Options, cell: Cell, steps: list[str], sha: str, threads: int) 
         if step in ("train", "resume", "eval") and (run / "final" / "text2token.json").is_file():
             mark_trained(opt, cell, sha)
         if step == "eval":
-            out = opt.results / f"{cell.name}.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [*opt.text2token, "eval", "--model", str(run / "final"), "--name", cell.name, "--split",
-                   opt.split, "--suite", opt.suite, "--output", str(out), *opt.eval_args]
-            if heavy(opt, cell, "eval", cmd, threads) != 0 or result_state(opt, cell) != "done":
+            if heavy(opt, cell, "eval", eval_command(opt, cell, str(run / "final")), threads) != 0 \
+                    or result_state(opt, cell) != "done":
                 print(f"  eval of {cell.name} gave no {opt.split} result", flush=True)
                 return False
         if step == "cleanup" and result_state(opt, cell) == "done":
@@ -245,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout` / kill: stop like Ctrl-C
     cells = [c for c in CELLS if not opt.only or any(fnmatch(c.name, g) for g in opt.only)]
-    failed = blocked = 0
-    minutes = 0.0
+    blocked = 0
     try:
+        failed, minutes = score_references(opt, cells)
         for i, cell in enumerate(cells, 1):
             sha, threads, cfg = config_facts(cell)
             steps, note = plan(opt, cell, sha)

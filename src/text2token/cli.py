@@ -256,7 +256,7 @@ def search(
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help="A model directory (or run directory) or baseline:NAME "
-                              "(mean, eos, prompteol, tfidf, bm25, minilm)."),
+                              "(mean, eos, prompteol, mean-bidir, prompteol-bidir, tfidf, bm25, minilm)."),
     suite: str = typer.Option("offline", "--suite", help="The task suite: offline (= v2, the current one), v2 or v1."),
     split: str = typer.Option("test", "--split", help="test (report numbers) or dev (make choices)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated task names (default: all)."),
@@ -264,7 +264,7 @@ def eval_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON (default: results/NAME.json)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     precision: str = PRECISION,
-    backbone: str = typer.Option("smollm2-135m", "--backbone", help="The backbone of baseline:mean/eos/prompteol "
+    backbone: str = typer.Option("smollm2-135m", "--backbone", help="The backbone of the raw baselines "
                                  "(an alias or a model directory)."),
 ):
     """Score a model on the offline suite (v2: 12 tasks, 5 task types); prints a table, writes JSON."""

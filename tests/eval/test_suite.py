@@ -1,5 +1,6 @@
 """The offline evaluation suite: scoring rules, task construction, leakage checks and the eval/compare CLI."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -160,8 +161,14 @@ def test_baseline_models(tiny_dir, tiny_encoder, tmp_path):
     from text2token.eval.baselines import load_model
     from text2token.config import DEFAULT_PROMPT
 
-    raw = {name: load_model(f"baseline:{name}", backbone=str(tiny_dir)) for name in ("mean", "eos", "prompteol")}
+    raw = {name: load_model(f"baseline:{name}", backbone=str(tiny_dir))
+           for name in ("mean", "eos", "prompteol", "mean-bidir", "prompteol-bidir")}
     assert (raw["mean"].settings.pooling, raw["mean"].settings.prompt) == ("mean", "{text}")
+    for name in ("mean", "prompteol"):  # the -bidir forms differ only in attention, and encode with it
+        assert raw[name].settings.attention == "causal"
+        assert raw[f"{name}-bidir"].settings == dataclasses.replace(raw[name].settings, attention="bidirectional")
+    texts = ["a cat sat on the mat", "stock markets fell sharply today"]
+    assert not np.allclose(raw["mean"].encode(texts), raw["mean-bidir"].encode(texts), atol=1e-4)
     assert (raw["eos"].settings.pooling, raw["eos"].settings.prompt) == ("eos", "{text}")
     assert (raw["prompteol"].settings.pooling, raw["prompteol"].settings.prompt) == ("eos", DEFAULT_PROMPT)
     tiny_encoder.save(tmp_path / "run" / "final")

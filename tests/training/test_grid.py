@@ -268,6 +268,11 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
     assert plans[c[6]].startswith("train -> eval -> cleanup")
     assert "BLOCKED" in plans[c[7]] and "holds a run of another config" in plans[c[7]]
     assert (dirs["runs"] / c[1] / "final").is_dir()  # a dry run touches nothing
+    refs = [line for line in lines if line.startswith("reference ")]  # every setting's untrained backbone first
+    assert refs == [f"reference untrained-{p}-{a} (baseline:{b}): eval (result missing)" for p, a, b in
+                    [("eos", "causal", "prompteol"), ("mean", "causal", "mean"), ("mean", "bidir", "mean-bidir"),
+                     ("eos", "bidir", "prompteol-bidir")]]
+    assert lines.index(refs[-1]) < min(i for i, line in enumerate(lines) if line.startswith("["))
     assert main("--dry-run", "--keep-models", "--only", c[1], "--only", c[3]) == 0
     out = capsys.readouterr().out
     assert "nothing to do (result done)" in out and "eval (result missing" in out and "cleanup" not in out
@@ -283,6 +288,10 @@ def test_driver_trains_resumes_scores_records_and_cleans_up(driver, capsys):
     (dirs["runs"] / "fail-once").unlink()
     assert main("--only", names[0], "--only", names[1]) == 0
     calls = (dirs["runs"] / "calls.log").read_text().splitlines()
+    ref = json.loads((dirs["results"] / "untrained-eos-causal.json").read_text())  # the two cells' setting only
+    assert ref["model"] == "untrained-eos-causal" and not (dirs["results"] / "untrained-mean-causal.json").exists()
+    assert [s["kind"] for s in json.loads((dirs["records"] / "untrained-eos-causal.json").read_text())["segments"]] \
+        == ["eval"]  # scored once: the second run finds it done
     assert [("--resume" in call) for call in calls] == [False, False, True, True]
     assert all(call.startswith(f"train --config configs/grid/") for call in calls)
     for name in names:
@@ -298,6 +307,8 @@ def test_driver_trains_resumes_scores_records_and_cleans_up(driver, capsys):
         assert (dirs["results"] / f).is_file(), f
     table = (dirs["results"] / "grid.md").read_text()
     assert f"| {names[0]} | text2token |" in table and "50.0" in table
+    assert "| untrained-eos-causal | untrained | eos | causal | none | 50.0 | — |" in table
+    assert f"| {names[0]} | text2token | eos | causal | lora | 50.0 | +0.0 |" in table
     capsys.readouterr()
     assert main("--only", names[0], "--only", names[1], "--dry-run") == 0  # finished: nothing left
-    assert capsys.readouterr().out.count("nothing to do (result done)") == 2
+    assert capsys.readouterr().out.count("nothing to do (result done)") == 3  # the reference too

