@@ -282,7 +282,8 @@ def eval_cmd(
     encoder = load_model(model, backbone=backbone, precision=precision)
     result = run_suite(encoder, task_list, label, split, version=version)
     result["model_spec"] = model
-    result["precision"] = precision
+    result["precision"] = getattr(encoder, "precision", None)  # what --precision became (auto: by the hardware)
+    result["precision_requested"] = precision
     output = output or Path("results") / f"{label}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(result, indent=2).encode()

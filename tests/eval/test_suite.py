@@ -176,3 +176,14 @@ def test_baseline_models(tiny_dir, tiny_encoder, tmp_path):
     minilm = load_model("baseline:minilm")
     v = minilm.encode(["a cat sat on the mat", "stock markets fell"])
     assert v.shape == (2, 384) and abs(float((v[0] ** 2).sum()) - 1.0) < 1e-3  # MiniLM normalises its output
+
+
+def test_eval_records_the_precision_auto_became(tiny_encoder, tmp_path, monkeypatch, capsys):
+    from text2token.model.precision import resolve_precision
+
+    tiny_encoder.save(tmp_path / "model")
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", str(tmp_path / "model"), "--suite", "v1",
+                           "--tasks", "polarity-classification", "--output", str(tmp_path / "r.json"))
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert (r["precision"], r["precision_requested"]) == (resolve_precision("auto", "cpu"), "auto")

@@ -41,6 +41,8 @@ def test_training_lowers_loss_and_logs(tiny_dir, corpus, tmp_path):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in records if r["event"] == "train"} == {"s1", "s2"}
+    setup = [r for r in records if r["event"] == "setup"]  # what train.autocast resolved to (the config's none)
+    assert len(setup) == 1 and setup[0]["autocast"] == "none" and isinstance(setup[0]["native_bf16"], bool)
     assert (run / "config.yaml").is_file() and not (run / "checkpoint").exists()
     assert len(list((run / "targets").iterdir())) == 2
     enc = Encoder.load(run / "final")

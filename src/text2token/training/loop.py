@@ -29,7 +29,7 @@ from ..errors import Text2TokenError
 from ..eval.heldout import heldout_score, heldout_set
 from ..model.card import write_card
 from ..model.encoder import Encoder, check_texts
-from ..model.precision import autocast
+from ..model.precision import autocast, native_bf16, resolve_autocast
 from ..targets.builder import StageTargets
 from ..targets.store import TargetStore
 from .checkpoint import load_checkpoint, load_weights, remove_checkpoint, save_checkpoint
@@ -169,6 +169,9 @@ def prepare(cfg: Config, dist: Dist, run_dir: Path, resume: bool, show_progress:
     run = Run(cfg, dist, run_dir, texts, encoder, state, show_progress, heldout=heldout,
               metrics=MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else None)
     log.info("corpus: %d texts; backbone %s; run dir %s", len(texts), m.backbone, run_dir)
+    if run.metrics:  # what `auto` became on this machine: numerics differ between bf16 and fp32 forward passes
+        run.metrics.write(event="setup", autocast=resolve_autocast(cfg.train.autocast, encoder.device),
+                          native_bf16=native_bf16(str(encoder.device)), resumed=state is not None)
     build_targets(run)
     score_before(run)
     start_training(run)
