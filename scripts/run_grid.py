@@ -41,7 +41,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid_configs import CELLS, EVAL_MINUTES, REFERENCES, REPO, Cell, Reference, estimate_minutes  # noqa: E402
+from grid_configs import (CELLS, EVAL_MINUTES, NUMERICS, REFERENCE_PRECISION, REFERENCES, REPO, Cell,  # noqa: E402
+                          Reference, estimate_minutes)
 
 
 @dataclass
@@ -220,11 +221,12 @@ def mark_trained(opt: Options, cell: Cell, sha: str) -> None:
 
 
 def eval_command(opt: Options, cell: Cell | Reference, model: str) -> list[str]:
-    """`text2token eval` of ``model`` into the cell's (or reference's) result file."""
+    """`text2token eval` of ``model`` into the cell's (or reference's) result file, in the row's precision."""
     out = opt.results / f"{cell.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    precision = REFERENCE_PRECISION if isinstance(cell, Reference) else NUMERICS[cell.trainable][1]
     return [*opt.text2token, "eval", "--model", model, "--name", cell.name, "--split", opt.split, "--suite",
-            opt.suite, "--output", str(out), *opt.eval_args]
+            opt.suite, "--precision", precision, "--output", str(out), *opt.eval_args]
 
 
 def score_references(opt: Options, cells: list[Cell]) -> tuple[int, float]:

@@ -43,6 +43,7 @@ def test_every_cell_loads_with_its_setting_and_the_shared_budget():
         if cell.method == "text2token":
             assert [s.targets for s in cfg.stages] == ["data", "model"]
             assert cfg.train.lr == {"eos": 1e-5, "mean": 1e-4}[cell.pooling]  # grid_configs.LEARNING_RATES
+        assert cfg.train.autocast == {"lora": "none", "top8": "auto"}[cell.trainable]  # grid_configs.NUMERICS
 
 
 def _setting(cell):
@@ -273,6 +274,11 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
                     [("eos", "causal", "prompteol"), ("mean", "causal", "mean"), ("mean", "bidir", "mean-bidir"),
                      ("eos", "bidir", "prompteol-bidir")]]
     assert lines.index(refs[-1]) < min(i for i, line in enumerate(lines) if line.startswith("["))
+    run_grid = importlib.import_module("run_grid")
+    opt = run_grid.parse_options(["--results", str(dirs["results"])])
+    for cell, precision in [(CELLS[0], "fp32"), (CELLS[-1], "bf16"), (run_grid.REFERENCES[0], "fp32")]:
+        cmd = run_grid.eval_command(opt, cell, "MODEL")  # each row's pinned numerics, whatever the machine
+        assert cmd[cmd.index("--precision") + 1] == precision and cmd[cmd.index("--model") + 1] == "MODEL"
     assert main("--dry-run", "--keep-models", "--only", c[1], "--only", c[3]) == 0
     out = capsys.readouterr().out
     assert "nothing to do (result done)" in out and "eval (result missing" in out and "cleanup" not in out
