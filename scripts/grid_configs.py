@@ -79,23 +79,26 @@ class Reference:
 
 REFERENCES = [Reference(p, a) for p, a in SETTINGS]
 
-# Wall seconds per step of 16 texts on the 2 shared CPU cores (results/offline/grid/README.md, "Time"): LoRA on
-# every layer measured (3 + 3 steps of text2token-eos-causal-lora, 8.2 s mean), top 8 from the grid's own top-8
-# cells (results/offline/grid/train/*.metrics.jsonl: 1.9-2.1 s a KL or MNTP step, 1.2 s from the frozen cache);
-# a SimCSE step encodes the batch twice (4.1-4.5 s, 2x); MNTP costs what KL does.
-STEP_SECONDS = {"lora": 8.2, "top8": 2.0}
+# Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS): LoRA on every layer in
+# fp32 from the LoRA probes (configs/probes/v2/grid-lora-lr-*.yaml, metrics.jsonl: 4.1 s a KL step; 8.2 s when
+# measured beside other jobs), top 8 in bf16 from the grid's own top-8 cells (train/*.metrics.jsonl: 1.9-2.1 s a KL
+# or MNTP step, 1.2 s from the frozen cache); a SimCSE step encodes the batch twice (4.1-4.5 s, 2x).
+STEP_SECONDS = {"lora": 4.1, "top8": 2.0}
 OBJECTIVE_FACTOR = {"kl": 1.0, "kl_contrastive": 1.0, "mntp": 1.0, "simcse": 2.0, "kl_simcse": 2.0}  # 2: two views
-SETUP_MINUTES = {"text2token": 3.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
-EVAL_MINUTES = 2.0  # `text2token eval --split dev` (results/offline/dev/text2token.json: 106 s)
+SETUP_MINUTES = {"text2token": 5.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
+# `text2token eval --split dev` by precision (train/*.json eval segments: 2.4-3.4 min in bf16; fp32 on an AVX2
+# machine: 4.0 min raw mean pooling, 5.3-5.7 min with the PromptEOL prompt)
+EVAL_MINUTES = {"bf16": 3.0, "fp32": 5.5}
 
 
 def estimate_minutes(cell: Cell, cfg, train: bool = True) -> float:
     """Expected wall minutes of ``cell`` (its config ``cfg``): training (when ``train``) and the dev eval."""
+    eval_minutes = EVAL_MINUTES[NUMERICS[cell.trainable][1]]
     if not train:
-        return EVAL_MINUTES
+        return eval_minutes
     steps = sum(s.steps * OBJECTIVE_FACTOR[s.objective] for s in cfg.stages) * cfg.train.grad_accum
     per_step = STEP_SECONDS[cell.trainable] * cfg.train.batch_size / 16
-    return steps * per_step / 60 + SETUP_MINUTES[cell.method] + EVAL_MINUTES
+    return steps * per_step / 60 + SETUP_MINUTES[cell.method] + eval_minutes
 
 
 def _quote(s: str) -> str:

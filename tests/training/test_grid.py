@@ -263,7 +263,7 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
     assert plans[c[0]].startswith("nothing to do (result done)")
     assert plans[c[1]].startswith("cleanup (result done)")
     assert plans[c[2]].startswith("resume -> eval -> cleanup")
-    assert plans[c[3]].startswith("eval -> cleanup (result missing; ~2 min)")
+    assert plans[c[3]].startswith("eval -> cleanup (result missing; ~6 min)")  # a LoRA cell: an fp32 eval
     assert plans[c[4]].startswith("eval -> cleanup (result stale")
     assert "BLOCKED" in plans[c[5]] and "changed since it trained" in plans[c[5]]
     assert plans[c[6]].startswith("train -> eval -> cleanup")
