@@ -33,7 +33,7 @@ TRAINABLES = {"lora": ({"method": "lora"}, "LoRA r 16 on every linear projection
 # 41.9 at the recipe's 1e-5, swept with last-token pooling).
 LEARNING_RATES = {("text2token", "mean"): "1.0e-4"}
 # Numerics per row, pinned because sessions get machines with and without native bf16 (where `auto` differs, and
-# emulated bf16 is 74x slower): (train.autocast, eval --precision). The top-8 row ran on avx512_bf16 machines
+# emulated bf16 is far slower): (train.autocast, eval --precision). The top-8 row ran on avx512_bf16 machines
 # (auto = bf16 in both); the LoRA row runs in fp32 wherever it runs. Untrained references are scored in fp32.
 NUMERICS = {"lora": ("none", "fp32"), "top8": ("auto", "bf16")}
 REFERENCE_PRECISION = "fp32"
