@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
+from text2token.eval.baselines import RAW
+from text2token.model.settings import DEFAULT_PROMPT, NO_PROMPT
+
 REPO = Path(__file__).resolve().parents[1]
 GRID_DIR = REPO / "configs" / "grid"
-PROMPTEOL = 'This sentence: "{text}" means in one word: "'
 
 METHODS = {"text2token": "Text2Token (data-driven KL, then model-derived KL)",
            "llm2vec": "LLM2Vec (MNTP, then unsupervised SimCSE)",
            "simcse": "unsupervised SimCSE (two stages)"}
-POOLINGS = {"eos": ("eos", PROMPTEOL, "last token after the PromptEOL prompt"),
-            "mean": ("mean", "{text}", "mean over the text's tokens, no prompt")}
+POOLINGS = {"eos": ("eos", DEFAULT_PROMPT, "last token after the PromptEOL prompt"),
+            "mean": ("mean", NO_PROMPT, "mean over the text's tokens, no prompt")}
 ATTENTIONS = {"causal": "causal", "bidir": "bidirectional"}
 TRAINABLES = {"lora": ({"method": "lora"}, "LoRA r 16 on every linear projection of every layer"),
               "top8": ({"method": "top_layers", "top_layers": 8}, "the top 8 of 30 layers (all weights) + norm")}
@@ -70,7 +72,10 @@ class Reference:
 
     @property
     def baseline(self) -> str:
-        return {"eos": "prompteol", "mean": "mean"}[self.pooling] + ("-bidir" if self.attention == "bidir" else "")
+        """The raw baseline (eval/baselines.py RAW) with this setting's pooling, prompt and attention."""
+        pooling, prompt, _ = POOLINGS[self.pooling]
+        setting = {"pooling": pooling, "prompt": prompt, "attention": ATTENTIONS[self.attention]}
+        return next(name for name, kw in RAW.items() if {"attention": "causal", **kw} == setting)
 
     @property
     def name(self) -> str:

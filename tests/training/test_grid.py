@@ -12,6 +12,7 @@ import torch
 
 from text2token.config import CONFIG_DIR, load_config, save_config
 from text2token.eval.suite import SUITE_VERSION
+from text2token.model.settings import DEFAULT_PROMPT, NO_PROMPT
 from text2token.training.objectives import OBJECTIVES, Objective
 
 sys.path.insert(0, str(CONFIG_DIR.parent / "scripts"))
@@ -32,7 +33,7 @@ def test_every_cell_loads_with_its_setting_and_the_shared_budget():
         assert cfg.output_dir == f"runs/grid/{cell.name}"
         assert cfg.model.backbone == "smollm2-135m"
         assert (cfg.model.pooling, cfg.model.attention) == (cell.pooling, grid_configs.ATTENTIONS[cell.attention])
-        assert cfg.model.prompt == ('{text}' if cell.pooling == "mean" else grid_configs.PROMPTEOL)
+        assert cfg.model.prompt == (NO_PROMPT if cell.pooling == "mean" else DEFAULT_PROMPT)
         assert [s.steps for s in cfg.stages] == [s.steps for s in base.stages]
         assert (cfg.train.batch_size, cfg.train.grad_accum, cfg.train.seed) == (16, 1, 0)
         assert cfg.data == base.data and cfg.eval.enabled is False
