@@ -85,10 +85,10 @@ class Reference:
 REFERENCES = [Reference(p, a) for p, a in SETTINGS]
 
 # Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS): LoRA on every layer in
-# fp32 from the LoRA probes (configs/probes/v2/grid-lora-lr-*.yaml, metrics.jsonl: 4.1 s a KL step; 8.2 s when
-# measured beside other jobs), top 8 in bf16 from the grid's own top-8 cells (train/*.metrics.jsonl: 1.9-2.1 s a KL
+# fp32 from train/text2token-eos-causal-lora.metrics.jsonl (6.2 s a KL step on an avx512_bf16 machine; 4.1 s in the
+# LoRA probes on an AVX2-only one; the slower is kept), top 8 in bf16 from the grid's own top-8 cells (train/*.metrics.jsonl: 1.9-2.1 s a KL
 # or MNTP step, 1.2 s from the frozen cache); a SimCSE step encodes the batch twice (4.1-4.5 s, 2x).
-STEP_SECONDS = {"lora": 4.1, "top8": 2.0}
+STEP_SECONDS = {"lora": 6.2, "top8": 2.0}
 OBJECTIVE_FACTOR = {"kl": 1.0, "kl_contrastive": 1.0, "mntp": 1.0, "simcse": 2.0, "kl_simcse": 2.0}  # 2: two views
 SETUP_MINUTES = {"text2token": 5.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
 # `text2token eval --split dev` by precision (train/*.json eval segments: 2.4-3.4 min in bf16; fp32 on an AVX2
