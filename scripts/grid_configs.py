@@ -17,7 +17,7 @@ from itertools import product
 from pathlib import Path
 
 from text2token.eval.baselines import RAW
-from text2token.model.settings import DEFAULT_PROMPT, NO_PROMPT
+from text2token.model.settings import DEFAULT_PROMPT, NO_PROMPT, EncoderSettings
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_DIR = REPO / "configs" / "grid"
@@ -74,8 +74,8 @@ class Reference:
     def baseline(self) -> str:
         """The raw baseline (eval/baselines.py RAW) with this setting's pooling, prompt and attention."""
         pooling, prompt, _ = POOLINGS[self.pooling]
-        setting = {"pooling": pooling, "prompt": prompt, "attention": ATTENTIONS[self.attention]}
-        return next(name for name, kw in RAW.items() if {"attention": "causal", **kw} == setting)
+        wanted = EncoderSettings(pooling=pooling, prompt=prompt, attention=ATTENTIONS[self.attention])
+        return next(name for name, kw in RAW.items() if EncoderSettings(**kw) == wanted)
 
     @property
     def name(self) -> str:
