@@ -84,12 +84,14 @@ class Reference:
 
 REFERENCES = [Reference(p, a) for p, a in SETTINGS]
 
-# Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS): LoRA on every layer in
-# fp32 from train/text2token-eos-causal-lora.metrics.jsonl (6.2 s a KL step on an avx512_bf16 machine; 4.1 s in the
-# LoRA probes on an AVX2-only one; the slower is kept), top 8 in bf16 from the grid's own top-8 cells
-# (train/*.metrics.jsonl: 1.9-2.1 s a KL or MNTP step, 1.2 s from the frozen cache). A SimCSE step encodes the batch
-# twice, with dropout: 2.05-2.25x a KL step with top 8 (4.1-4.5 s), 2.36x with LoRA (14.6 s, llm2vec-eos-causal-lora).
-STEP_SECONDS = {"lora": 6.2, "top8": 2.0}
+# Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS), by trainable set and pooling.
+# LoRA on every layer in fp32 (train/*-lora.metrics.jsonl, avx512_bf16 machines): last token after the PromptEOL prompt
+# 6.2 s a KL step (4.1 s in the LoRA probes on an AVX2-only machine; the slower is kept); mean pooling without a prompt
+# 3.5 s a KL step, 4.7 s an MNTP step, 12 s a SimCSE step (5.0 kept: right for SimCSE stages, generous for KL).
+# Top 8 in bf16 from the grid's own top-8 cells: 1.9-2.1 s a KL or MNTP step with either pooling, 1.2 s from the
+# frozen cache. A SimCSE step encodes the batch twice, with dropout: 2.05-2.25x a KL step with top 8 (4.1-4.5 s),
+# 2.36x with LoRA and the prompt (14.6 s).
+STEP_SECONDS = {("lora", "eos"): 6.2, ("lora", "mean"): 5.0, ("top8", "eos"): 2.0, ("top8", "mean"): 2.0}
 OBJECTIVE_FACTOR = {"kl": 1.0, "kl_contrastive": 1.0, "mntp": 1.0, "simcse": 2.3, "kl_simcse": 2.3}
 SETUP_MINUTES = {"text2token": 5.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
 # `text2token eval --split dev` by precision (train/*.json eval segments: 2.4-3.4 min in bf16; fp32 on an AVX2
@@ -103,7 +105,7 @@ def estimate_minutes(cell: Cell, cfg, train: bool = True) -> float:
     if not train:
         return eval_minutes
     steps = sum(s.steps * OBJECTIVE_FACTOR[s.objective] for s in cfg.stages) * cfg.train.grad_accum
-    per_step = STEP_SECONDS[cell.trainable] * cfg.train.batch_size / 16
+    per_step = STEP_SECONDS[cell.trainable, cell.pooling] * cfg.train.batch_size / 16
     return steps * per_step / 60 + SETUP_MINUTES[cell.method] + eval_minutes
 
 
