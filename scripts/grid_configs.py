@@ -87,7 +87,7 @@ REFERENCES = [Reference(p, a) for p, a in SETTINGS]
 # Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS), by trainable set and pooling.
 # LoRA on every layer in fp32 (train/*-lora.metrics.jsonl, avx512_bf16 machines): last token after the PromptEOL prompt
 # 6.2 s a KL step (4.1 s in the LoRA probes on an AVX2-only machine; the slower is kept); mean pooling without a prompt
-# 3.5 s a KL step, 4.7 s an MNTP step, 12 s a SimCSE step (5.0 kept: right for SimCSE stages, generous for KL).
+# 3.5 s a KL step, 4.7 s an MNTP step, 9-12 s a SimCSE step (5.0 kept: right for SimCSE stages, generous for KL).
 # Top 8 in bf16 from the grid's own top-8 cells: 1.9-2.1 s a KL or MNTP step with either pooling, 1.2 s from the
 # frozen cache. A SimCSE step encodes the batch twice, with dropout: 2.05-2.25x a KL step with top 8 (4.1-4.5 s),
 # 2.36x with LoRA and the prompt (14.6 s).
