@@ -84,24 +84,25 @@ class Reference:
 
 REFERENCES = [Reference(p, a) for p, a in SETTINGS]
 
-# Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS), by trainable set and pooling.
-# LoRA on every layer in fp32 (train/*-lora.metrics.jsonl, avx512_bf16 machines): last token after the PromptEOL prompt
+# Wall seconds per step of 16 texts on the 2 CPU cores, in each row's numerics (NUMERICS), by trainable set and pooling,
+# as results/offline/grid/grid.md's s/step column (scripts/grid_report.py) reads them from train/*.metrics.jsonl.
+# LoRA on every layer in fp32 (avx512_bf16 machines): last token after the PromptEOL prompt
 # 6.2 s a KL step (4.1 s in the LoRA probes on an AVX2-only machine; the slower is kept); mean pooling without a prompt
-# 3.5 s a KL step, 4.7 s an MNTP step, 9-12 s a SimCSE step (5.0 kept: right for SimCSE stages, generous for KL).
+# 3.5-3.6 s a KL step, 4.6 s an MNTP step, 8.7-10.9 s a SimCSE step (5.0 kept: right for SimCSE, generous for KL).
 # Top 8 in bf16 from the grid's own top-8 cells: 1.9-2.1 s a KL or MNTP step with either pooling, 1.2 s from the
 # frozen cache. A SimCSE step encodes the batch twice, with dropout: 2.05-2.25x a KL step with top 8 (4.1-4.5 s),
 # 2.36x with LoRA and the prompt (14.6 s).
 STEP_SECONDS = {("lora", "eos"): 6.2, ("lora", "mean"): 5.0, ("top8", "eos"): 2.0, ("top8", "mean"): 2.0}
 OBJECTIVE_FACTOR = {"kl": 1.0, "kl_contrastive": 1.0, "mntp": 1.0, "simcse": 2.3, "kl_simcse": 2.3}
 SETUP_MINUTES = {"text2token": 5.0, "llm2vec": 1.0, "simcse": 1.0}  # loading, targets (Text2Token: 2,400 forwards)
-# `text2token eval --split dev` by precision (train/*.json eval segments: 2.4-3.4 min in bf16; fp32 on an AVX2
-# machine: 4.0 min raw mean pooling, 5.3-5.7 min with the PromptEOL prompt)
-EVAL_MINUTES = {"bf16": 3.0, "fp32": 5.5}
+# `text2token eval --split dev` by precision and pooling (train/*.json eval segments: bf16 2.4-2.6 min mean pooling,
+# 3.0-3.4 with the PromptEOL prompt; fp32 3.4-4.0 mean, 4.9-5.9 with the prompt; the slower is kept)
+EVAL_MINUTES = {("bf16", "mean"): 2.6, ("bf16", "eos"): 3.4, ("fp32", "mean"): 4.0, ("fp32", "eos"): 5.9}
 
 
 def estimate_minutes(cell: Cell, cfg, train: bool = True) -> float:
     """Expected wall minutes of ``cell`` (its config ``cfg``): training (when ``train``) and the dev eval."""
-    eval_minutes = EVAL_MINUTES[NUMERICS[cell.trainable][1]]
+    eval_minutes = EVAL_MINUTES[NUMERICS[cell.trainable][1], cell.pooling]
     if not train:
         return eval_minutes
     steps = sum(s.steps * OBJECTIVE_FACTOR[s.objective] for s in cfg.stages) * cfg.train.grad_accum

@@ -22,15 +22,33 @@ from grid_configs import CELLS, REFERENCES, Cell, Reference  # noqa: E402
 FLAT = 0.05  # a stage is flat when its last quarter lowered the loss by under 5% of the whole stage's drop
 
 
+def _train_events(metrics: Path) -> list[dict]:
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    return [r for r in (json.loads(line) for line in lines if line.strip()) if r.get("event") == "train"]
+
+
 def train_curve(metrics: Path) -> dict[str, list[tuple[int, float]]]:
     """Stage name -> [(global step, loss)] from a metrics.jsonl."""
     curve: dict[str, list[tuple[int, float]]] = {}
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            r = json.loads(line) if line.strip() else {}
-            if r.get("event") == "train":
-                curve.setdefault(r["stage"], []).append((r["global_step"], r["loss"]))
+    for r in _train_events(metrics):
+        curve.setdefault(r["stage"], []).append((r["global_step"], r["loss"]))
     return curve
+
+
+def step_seconds(metrics: Path) -> dict[str, float]:
+    """Stage name -> wall seconds per optimizer step, from the logged ``seconds`` (since the stage or resume
+    began): the sum of its increases over the steps they span, so a resumed run's restart of the clock is skipped."""
+    spans: dict[str, list[float]] = {}
+    last: dict[str, dict] = {}
+    for r in _train_events(metrics):
+        if "seconds" not in r:
+            continue
+        prev, last[r["stage"]] = last.get(r["stage"]), r
+        if prev and r["step"] > prev["step"] and r["seconds"] > prev["seconds"]:
+            span = spans.setdefault(r["stage"], [0.0, 0.0])
+            span[0] += r["seconds"] - prev["seconds"]
+            span[1] += r["step"] - prev["step"]
+    return {stage: secs / steps for stage, (secs, steps) in spans.items()}
 
 
 def late_drop(points: list[tuple[int, float]]) -> float | None:
@@ -60,10 +78,11 @@ def cpu_minutes(record: dict, kind: str) -> float | None:
 
 def load_row(cell: Cell | Reference, results: Path, records: Path) -> dict:
     result_file, record_file = results / f"{cell.name}.json", records / f"{cell.name}.json"
-    curve = train_curve(records / f"{cell.name}.metrics.jsonl")
+    metrics = records / f"{cell.name}.metrics.jsonl"
+    curve = train_curve(metrics)
     return {"cell": cell, "result": json.loads(result_file.read_text()) if result_file.is_file() else None,
             "record": json.loads(record_file.read_text()) if record_file.is_file() else {}, "curve": curve,
-            "late_drop": [late_drop(points) for points in curve.values()]}
+            "late_drop": [late_drop(points) for points in curve.values()], "step_s": step_seconds(metrics)}
 
 
 def _pct(v) -> str:
@@ -82,7 +101,7 @@ def grid_table(rows: list[dict], types: list[str]) -> str:
     """Markdown: one row per cell (the driver's order; untrained references first), scores x 100, the gain over
     the setting's untrained backbone, CPU-minutes, and the flattening check."""
     head = ["cell", "method", "pooling", "attention", "trainable", "avg (tasks)", "vs untrained", "avg (types)",
-            *types, "train CPU-min", "late loss drop % (per stage)", "flat"]
+            *types, "train CPU-min", "s/step (per stage)", "late loss drop % (per stage)", "flat"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|---|---|---|" + "---:|" * (len(head) - 6) + "---|"]
     untrained = {(row["cell"].pooling, row["cell"].attention): row["result"]["average"] for row in rows
                  if row["cell"].method == "untrained" and row["result"]}
@@ -93,13 +112,15 @@ def grid_table(rows: list[dict], types: list[str]) -> str:
         cpu = cpu_minutes(row["record"], "train")
         drops = row["late_drop"]
         flat = "—" if not drops or None in drops else ("yes" if max(drops) < FLAT else "**no**")
+        step_s = " / ".join(f"{v:.1f}" for v in row["step_s"].values()) or "—"
         lines.append("| " + " | ".join([c.name, c.method, c.pooling, c.attention, c.trainable, *scores,
-                                         "—" if cpu is None else f"{cpu:.0f}", " / ".join(map(_pct, drops)) or "—",
-                                         flat]) + " |")
+                                         "—" if cpu is None else f"{cpu:.0f}", step_s,
+                                         " / ".join(map(_pct, drops)) or "—", flat]) + " |")
     lines += ["", f"Scores x 100 on the suite's {_split(rows)} split; vs untrained: the task average's change from "
               "the setting's untrained backbone (`untrained-*`: `baseline:mean`, `prompteol` or their `-bidir` "
-              "forms); late loss drop: how much of a stage's loss decrease its last quarter still made (flat: under "
-              f"{100 * FLAT:.0f}% in every stage)."]
+              "forms); s/step: wall seconds per optimizer step of each stage on the 2 CPU cores; late loss drop: "
+              f"how much of a stage's loss decrease its last quarter still made (flat: under {100 * FLAT:.0f}% in "
+              "every stage)."]
     return "\n".join(lines) + "\n"
 
 

@@ -235,7 +235,7 @@ def score_references(opt: Options, cells: list[Cell]) -> tuple[int, float]:
     failed, minutes = 0, 0.0
     for ref in [r for r in REFERENCES if any((c.pooling, c.attention) == (r.pooling, r.attention) for c in cells)]:
         state = result_state(opt, ref)
-        minutes += 0.0 if state == "done" else EVAL_MINUTES[REFERENCE_PRECISION]
+        minutes += 0.0 if state == "done" else EVAL_MINUTES[REFERENCE_PRECISION, ref.pooling]
         print(f"reference {ref.name} (baseline:{ref.baseline}): "
               f"{'nothing to do' if state == 'done' else 'eval'} (result {state})", flush=True)
         if state != "done" and not opt.dry_run:

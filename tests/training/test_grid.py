@@ -182,6 +182,18 @@ def test_late_drop_tells_a_flat_curve_from_a_falling_one():
     assert report.late_drop(list(enumerate(near_floor))) == 0.0
 
 
+
+def test_step_seconds_skip_a_resumed_runs_clock_restart(tmp_path):
+    report = importlib.import_module("grid_report")
+    rows = [("a", 1, 2.0), ("a", 5, 10.0), ("a", 10, 20.0),  # 2 s a step
+            ("a", 15, 5.0), ("a", 20, 15.0),  # resumed at step 10: the clock restarts, still 2 s a step
+            ("b", 5, 30.0), ("b", 10, 60.0)]  # 6 s a step
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"event": "train", "stage": st, "step": n, "global_step": n, "loss": 1.0,
+                                           "seconds": sec}) + "\n" for st, n, sec in rows))
+    assert report.step_seconds(metrics) == pytest.approx({"a": 2.0, "b": 6.0})
+    assert report.step_seconds(tmp_path / "missing.jsonl") == {}
+
 # ------------------------------------------------------------------------------------------- the driver
 STUB = '''
 import json, sys
@@ -264,7 +276,7 @@ def test_dry_run_plans_skip_resume_eval_cleanup_and_blocks(driver, capsys):
     assert plans[c[0]].startswith("nothing to do (result done)")
     assert plans[c[1]].startswith("cleanup (result done)")
     assert plans[c[2]].startswith("resume -> eval -> cleanup")
-    assert plans[c[3]].startswith("eval -> cleanup (result missing; ~6 min)")  # a LoRA cell: an fp32 eval
+    assert plans[c[3]].startswith("eval -> cleanup (result missing; ~4 min)")  # LoRA, mean pooling: fp32 eval
     assert plans[c[4]].startswith("eval -> cleanup (result stale")
     assert "BLOCKED" in plans[c[5]] and "changed since it trained" in plans[c[5]]
     assert plans[c[6]].startswith("train -> eval -> cleanup")
