@@ -182,7 +182,6 @@ def test_late_drop_tells_a_flat_curve_from_a_falling_one():
     assert report.late_drop(list(enumerate(near_floor))) == 0.0
 
 
-
 def test_step_seconds_skip_a_resumed_runs_clock_restart(tmp_path):
     report = importlib.import_module("grid_report")
     rows = [("a", 1, 2.0), ("a", 5, 10.0), ("a", 10, 20.0),  # 2 s a step
