@@ -2,6 +2,7 @@
 
     python scripts/grid_configs.py          # (re)writes configs/grid/*.yaml from CELLS
     python scripts/grid_configs.py --check  # exit 1 if a committed file differs from what this writes
+    python scripts/grid_configs.py --estimates  # the grid README's time table: estimated wall minutes per cell
 
 A cell is (method, pooling, attention, trainable); its file is ``base: methods/METHOD.yaml`` plus the setting.
 The budget and everything the methods share live in configs/grid/base.yaml; each method's recipe in
@@ -110,6 +111,23 @@ def estimate_minutes(cell: Cell, cfg, train: bool = True) -> float:
     return steps * per_step / 60 + SETUP_MINUTES[cell.method] + eval_minutes
 
 
+def estimates_table() -> str:
+    """Markdown: estimated wall minutes of each method's cell per (trainable, pooling), one and two settings."""
+    from text2token.config import load_config
+
+    columns = [("lora", "eos"), ("lora", "mean"), ("top8", "eos"), ("top8", "mean")]
+    minutes = {(c.method, c.trainable, c.pooling): estimate_minutes(c, load_config(c.path))
+               for c in CELLS if c.attention == "causal"}
+    short = {"lora": "LoRA", "top8": "top 8", "eos": "last token + PromptEOL", "mean": "mean pooling"}
+    heads = [f"{short[t]}, {short[p]} ({NUMERICS[t][1]})" for t, p in columns]
+    lines = ["| cell | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(columns)]
+    lines += [f"| {m} | " + " | ".join(f"{minutes[m, t, p]:.0f}" for t, p in columns) + " |" for m in METHODS]
+    setting = [sum(minutes[m, t, p] for m in METHODS) for t, p in columns]
+    lines.append("| one setting (3 methods) | " + " | ".join(f"{v:.0f}" for v in setting) + " |")
+    lines.append("| two settings (causal, bidirectional) | " + " | ".join(f"{2 * v / 60:.1f} h" for v in setting) + " |")
+    return "\n".join(lines)
+
+
 def _quote(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -142,7 +160,11 @@ def stale_files() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare the committed files")
+    parser.add_argument("--estimates", action="store_true", help="only print the estimated minutes per cell")
     args = parser.parse_args(argv)
+    if args.estimates:
+        print(estimates_table())
+        return 0
     if args.check:
         stale = stale_files()
         print("\n".join(f"stale: configs/grid/{n}" for n in stale) or f"{len(CELLS)} cell files up to date")

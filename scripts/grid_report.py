@@ -22,25 +22,26 @@ from grid_configs import CELLS, REFERENCES, Cell, Reference  # noqa: E402
 FLAT = 0.05  # a stage is flat when its last quarter lowered the loss by under 5% of the whole stage's drop
 
 
-def _train_events(metrics: Path) -> list[dict]:
+def train_events(metrics: Path) -> list[dict]:
+    """The ``train`` events of a metrics.jsonl; none when the file is missing."""
     lines = metrics.read_text().splitlines() if metrics.is_file() else []
     return [r for r in (json.loads(line) for line in lines if line.strip()) if r.get("event") == "train"]
 
 
-def train_curve(metrics: Path) -> dict[str, list[tuple[int, float]]]:
-    """Stage name -> [(global step, loss)] from a metrics.jsonl."""
+def train_curve(events: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """Stage name -> [(global step, loss)] from a metrics.jsonl's train events."""
     curve: dict[str, list[tuple[int, float]]] = {}
-    for r in _train_events(metrics):
+    for r in events:
         curve.setdefault(r["stage"], []).append((r["global_step"], r["loss"]))
     return curve
 
 
-def step_seconds(metrics: Path) -> dict[str, float]:
+def step_seconds(events: list[dict]) -> dict[str, float]:
     """Stage name -> wall seconds per optimizer step, from the logged ``seconds`` (since the stage or resume
     began): the sum of its increases over the steps they span, so a resumed run's restart of the clock is skipped."""
     spans: dict[str, list[float]] = {}
     last: dict[str, dict] = {}
-    for r in _train_events(metrics):
+    for r in events:
         if "seconds" not in r:
             continue
         prev, last[r["stage"]] = last.get(r["stage"]), r
@@ -78,11 +79,11 @@ def cpu_minutes(record: dict, kind: str) -> float | None:
 
 def load_row(cell: Cell | Reference, results: Path, records: Path) -> dict:
     result_file, record_file = results / f"{cell.name}.json", records / f"{cell.name}.json"
-    metrics = records / f"{cell.name}.metrics.jsonl"
-    curve = train_curve(metrics)
+    events = train_events(records / f"{cell.name}.metrics.jsonl")
+    curve = train_curve(events)
     return {"cell": cell, "result": json.loads(result_file.read_text()) if result_file.is_file() else None,
             "record": json.loads(record_file.read_text()) if record_file.is_file() else {}, "curve": curve,
-            "late_drop": [late_drop(points) for points in curve.values()], "step_s": step_seconds(metrics)}
+            "late_drop": [late_drop(points) for points in curve.values()], "step_s": step_seconds(events)}
 
 
 def _pct(v) -> str:

@@ -26,6 +26,16 @@ def test_committed_cell_files_are_what_the_generator_writes():
     assert len(CELLS) == len({c.name for c in CELLS}) == 3 * 2 * 2 * 2
 
 
+def test_the_time_table_sums_its_cells_and_prices_simcse_above_a_kl_method():
+    rows = [line.strip("|").split(" | ") for line in grid_configs.estimates_table().splitlines()[2:]]
+    table = {name.strip(): [float(v.strip().rstrip(" h")) for v in vals] for name, *vals in rows}
+    for col in range(4):
+        assert table["text2token"][col] < table["simcse"][col] and table["llm2vec"][col] < table["simcse"][col]
+        setting = sum(table[m][col] for m in grid_configs.METHODS)
+        assert table["one setting (3 methods)"][col] == pytest.approx(setting, abs=2)
+        assert table["two settings (causal, bidirectional)"][col] == pytest.approx(2 * setting / 60, abs=0.1)
+
+
 def test_every_cell_loads_with_its_setting_and_the_shared_budget():
     base = load_config(CONFIG_DIR / "grid/base.yaml")
     for cell in CELLS:
@@ -190,8 +200,8 @@ def test_step_seconds_skip_a_resumed_runs_clock_restart(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps({"event": "train", "stage": st, "step": n, "global_step": n, "loss": 1.0,
                                            "seconds": sec}) + "\n" for st, n, sec in rows))
-    assert report.step_seconds(metrics) == pytest.approx({"a": 2.0, "b": 6.0})
-    assert report.step_seconds(tmp_path / "missing.jsonl") == {}
+    assert report.step_seconds(report.train_events(metrics)) == pytest.approx({"a": 2.0, "b": 6.0})
+    assert report.train_events(tmp_path / "missing.jsonl") == []
 
 # ------------------------------------------------------------------------------------------- the driver
 STUB = '''
