@@ -117,8 +117,9 @@ class ModelDerivedConfig(_Strict):
     source: Literal["prompt", "stage1"] = "prompt"
     """``prompt``: the frozen backbone's next token after ``prompt``; ``stage1``: the LM-head decoding of
     the model's own embeddings at the start of the stage (i.e. after stage 1)."""
-    prompt: str = DEFAULT_PROMPT
-    """The summarising prompt of ``source: prompt`` (its next-token distribution is the target)."""
+    prompt: str | list[str] = DEFAULT_PROMPT
+    """The summarising prompt of ``source: prompt`` (its next-token distribution is the target), or several:
+    then the target is the mean of each prompt's top-k distribution, cut to ``top_k`` again."""
     top_k: int = Field(32, ge=1)
     temperature: float = Field(1.0, gt=0.0)
     filter_vocab: bool = True
@@ -131,8 +132,22 @@ class ModelDerivedConfig(_Strict):
 
     @field_validator("prompt")
     @classmethod
-    def _has_slot(cls, v: str) -> str:
-        return _as_value_error(check_prompt, v)
+    def _has_slot(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, str):
+            return _as_value_error(check_prompt, v)
+        if not v:
+            raise ValueError("give at least one prompt")
+        return [_as_value_error(check_prompt, p) for p in v]
+
+    @model_validator(mode="after")
+    def _prompts_need_prompt_source(self):
+        if isinstance(self.prompt, list) and len(self.prompt) > 1 and self.source != "prompt":
+            raise ValueError(f"several prompts need source: prompt, not {self.source!r}")
+        return self
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 
 class TargetsConfig(_Strict):

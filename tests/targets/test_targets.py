@@ -120,6 +120,35 @@ def test_model_derived_prompt_equals_causal_lm_next_token(tiny_encoder):
     assert enc.settings.pooling == "mean", "the training encoder's own settings are untouched"
 
 
+def test_several_prompts_average_each_prompts_distribution(tiny_encoder):
+    enc = tiny_encoder
+    vf = VocabFilter.from_tokenizer(enc.tokenizer, enc.vocab_size)
+    texts = ["the cat sat", "a dog ran"]
+    one = ModelDerivedConfig(prompt='This: "{text}" means "', top_k=6, mix_data=0.0, filter_vocab=False)
+    two = one.model_copy(update={"prompt": "In short, {text} is about"})
+    both = ModelDerivedConfig(**{**one.model_dump(), "prompt": [one.prompt, two.prompt]})
+    singles = [ModelDerivedTargets(enc, c, vf).transform(texts) for c in (one, two)]
+    ids, w = ModelDerivedTargets(enc, both, vf).transform(texts)
+    assert ids.shape == (2, 6) and w.sum(1) == pytest.approx([1.0, 1.0], abs=1e-5)
+    for r in range(2):
+        mean = {}
+        for s_ids, s_w in singles:
+            for t, p in zip(s_ids[r].tolist(), s_w[r].tolist()):
+                mean[t] = mean.get(t, 0.0) + p / 2
+        kept = sorted(mean, key=mean.get, reverse=True)[:6]
+        total = sum(mean[t] for t in kept)
+        got = dict(zip(ids[r].tolist(), w[r].tolist()))
+        assert set(got) == set(kept) and all(got[t] == pytest.approx(mean[t] / total, rel=1e-4) for t in kept)
+        assert set(got) != set(singles[0][0][r].tolist()), "the second prompt changes the target"
+
+
+def test_several_prompts_need_the_prompt_source():
+    with pytest.raises(ValueError, match="several prompts need source: prompt"):
+        ModelDerivedConfig(source="stage1", prompt=['Say "{text}" "', 'In short, {text} is about'])
+    with pytest.raises(ValueError, match="text"):
+        ModelDerivedConfig(prompt=['Say "{text}" "', "no slot here"])
+
+
 def test_model_derived_mixes_data_driven(tiny_encoder):
     enc = tiny_encoder
     tok = enc.tokenizer

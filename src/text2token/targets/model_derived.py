@@ -4,6 +4,7 @@
                       distribution after e.g. ``This sentence: "<d>" means in one word: "``
     source = stage1:  p(t | d) = softmax(LM_head(pool(h(d))) / T), the decoding of the model's own embedding
                       (computed at the start of the stage, i.e. from the stage-1 model)
+    with several prompts: p(t | d) = mean over the prompts of each prompt's top-k distribution, top-k again
     q(d) = top_k(p(. | d) * allowed), renormalised            (allowed: vocab.target_mask, no fragments rule)
            with word_starts: each id moved to its space-prefixed twin (vocab.word_start_twins), duplicates merged
     target(d) = (1 - mix_data) * q(d) + mix_data * data_driven(d), merged, renormalised
@@ -47,21 +48,34 @@ class ModelDerivedTargets:
                  data: DataDrivenTargets | None = None, batch_size: int = 32):
         self.cfg = cfg
         self.batch_size = batch_size
-        if cfg.source == "prompt":  # the frozen backbone read after the summarising prompt (PromptEOL)
-            settings = EncoderSettings(pooling="eos", attention="causal", prompt=cfg.prompt,
-                                       max_length=encoder.settings.max_length)
-            self.encoder = Encoder(encoder.model, encoder.tokenizer, settings)
+        if cfg.source == "prompt":  # the frozen backbone read after each summarising prompt (PromptEOL)
+            self.encoders = [Encoder(encoder.model, encoder.tokenizer, EncoderSettings(
+                pooling="eos", attention="causal", prompt=p, max_length=encoder.settings.max_length))
+                for p in cfg.prompts]
         else:  # the model's own embedding, as it encodes texts
-            self.encoder = encoder
+            self.encoders = [encoder]
+        self.encoder = self.encoders[0]
         self.vocab_mask = torch.from_numpy(target_mask(vocab, cfg.filter_vocab))
         self.twins = word_start_twins(encoder.tokenizer, encoder.vocab_size) if cfg.word_starts else None
         self.data = data if cfg.mix_data > 0 else None
         self._data_weights = self.data.token_weights() if self.data is not None else None
 
+    def predicted(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each prompt's top-k next-token distribution, averaged over the prompts and cut to top_k."""
+        dists = [enc.token_distribution(texts, batch_size=self.batch_size, top_k=self.cfg.top_k,
+                                        temperature=self.cfg.temperature, vocab_mask=self.vocab_mask,
+                                        show_progress_bar=False) for enc in self.encoders]
+        if len(dists) == 1:
+            return dists[0]
+        n, v = len(dists[0][0]), self.encoder.vocab_size
+        rows = np.repeat(np.arange(n), dists[0][0].shape[1])
+        m = sum(sp.csr_matrix((w.ravel() / len(dists), (rows, ids.ravel())), shape=(n, v)) for ids, w in dists)
+        ids, w = topk_rows(sp.csr_matrix(m), self.cfg.top_k)
+        total = w.sum(1, keepdims=True)
+        return ids, np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+
     def transform(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids, w = self.encoder.token_distribution(
-            texts, batch_size=self.batch_size, top_k=self.cfg.top_k, temperature=self.cfg.temperature,
-            vocab_mask=self.vocab_mask, show_progress_bar=False)
+        ids, w = self.predicted(texts)
         if self.twins is not None:
             ids, w = mix(self.twins[ids], w, ids[:, :0], w[:, :0], 0.0, self.encoder.vocab_size)
         if self.data is None:
