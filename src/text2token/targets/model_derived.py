@@ -36,6 +36,12 @@ def mix(a_ids: np.ndarray, a_w: np.ndarray, b_ids: np.ndarray, b_w: np.ndarray, 
     cols = np.concatenate([a_ids.ravel(), b_ids.ravel()]).astype(np.int64)
     vals = np.concatenate([((1.0 - share)[:, None] * a_w).ravel(), (share[:, None] * b_w).ravel()])
     m = sp.csr_matrix((vals, (rows, cols)), shape=(n, vocab_size))
+    return normalised_topk(m, k)
+
+
+def normalised_topk(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top k (duplicates merged), renormalised to sum to 1 (rows with nothing stay 0)."""
+    m = m.tocsr()
     m.sum_duplicates()
     ids, w = topk_rows(m, k)
     total = w.sum(1, keepdims=True)
@@ -70,9 +76,7 @@ class ModelDerivedTargets:
         n, v = len(dists[0][0]), self.encoder.vocab_size
         rows = np.repeat(np.arange(n), dists[0][0].shape[1])
         m = sum(sp.csr_matrix((w.ravel() / len(dists), (rows, ids.ravel())), shape=(n, v)) for ids, w in dists)
-        ids, w = topk_rows(sp.csr_matrix(m), self.cfg.top_k)
-        total = w.sum(1, keepdims=True)
-        return ids, np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+        return normalised_topk(m, self.cfg.top_k)
 
     def transform(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         ids, w = self.predicted(texts)
