@@ -71,8 +71,10 @@ REPO = CONFIG_DIR.parent
 NOT_RUN_CONFIGS = ("accelerate", "architectures")  # accelerate launch settings and a model architecture
 BUDGET = ["stages.0.steps=60", "stages.1.steps=60"]  # what scripts/run_comparison.sh passes (STEPS=60)
 EVAL_OFF = ["eval.enabled=false"]
-# the recipe as these runs ran (configs/recipe-fp32.yaml): fp32, no frozen-layer cache, the first lr (1e-4)
-FP32 = ["train.autocast=none", "train.frozen_cache=none", "train.lr=1e-4"]
+# the recipe as these runs ran (configs/recipe-fp32.yaml): fp32, no frozen-layer cache, the first lr (1e-4), stage-2
+# targets from PromptEOL's prompt alone
+FP32 = ["train.autocast=none", "train.frozen_cache=none", "train.lr=1e-4",
+        'targets.model_derived.prompt=This sentence: "{text}" means in one word: "']
 DEFAULT = CONFIG_DIR / "default.yaml"
 
 # Each run of scripts/run_comparison.sh before its runs became config files: NAME -> (config, the overrides the

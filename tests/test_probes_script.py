@@ -69,7 +69,8 @@ def _settings(path) -> dict:
 
 def test_each_probe_is_the_reference_plus_a_change():
     """The reference is the recipe the probes began from (lr 1e-4, configs/recipe-lr-1e-4.yaml); the others each
-    change something of it. lr-1e-5.yaml is the current default recipe, which the lr5-* probes change."""
+    change something of it. lr-1e-5.yaml is the lr 1e-5 recipe the lr5-* probes change; one of them,
+    lr5-two-prompts.yaml, is the current default recipe."""
     probes = CONFIG_DIR / "probes/v2"
     reference = _settings(probes / "reference.yaml")
     recipe = load_config(CONFIG_DIR / "recipe-lr-1e-4.yaml").to_dict()
@@ -78,10 +79,13 @@ def test_each_probe_is_the_reference_plus_a_change():
     for path in probes.glob("*.yaml"):
         if path.stem != "reference":
             assert _settings(path) != reference, path
-    default = _settings(probes / "lr-1e-5.yaml")  # the lr5-* probes change one thing of the lr 1e-5 default
+    default = _settings(probes / "lr-1e-5.yaml")  # the lr5-* probes change one thing of the lr 1e-5 recipe
+    adopted = _settings(probes / "lr5-two-prompts.yaml")
     current = load_config(CONFIG_DIR / "default.yaml").to_dict()
-    assert {k: v for k, v in default.items() if k != "eval"} == {k: v for k, v in current.items()
+    assert {k: v for k, v in adopted.items() if k != "eval"} == {k: v for k, v in current.items()
                                                                   if k not in ("eval", "output_dir")}
+    assert {k: v for k, v in default.items() if k != "targets"} == {k: v for k, v in adopted.items()
+                                                                     if k != "targets"}
     lr5 = sorted(probes.glob("lr5-*.yaml"))
     assert lr5 and all(load_config(p).train.lr == 1e-5 and _settings(p) != default for p in lr5)
 

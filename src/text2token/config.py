@@ -111,13 +111,17 @@ class DataDrivenConfig(_Strict):
     ' Se' of ' Seismic' is no target)."""
 
 
+# PromptEOL's, and one whose next token is a space-prefixed word (configs/probes/v2/lr5-two-prompts*.yaml: +0.24 on dev)
+DEFAULT_TARGET_PROMPTS = (DEFAULT_PROMPT, 'This passage: "{text}" is about')
+
+
 class ModelDerivedConfig(_Strict):
     """Targets from the backbone's own predictions (see README: model-derived formula)."""
 
     source: Literal["prompt", "stage1"] = "prompt"
     """``prompt``: the frozen backbone's next token after ``prompt``; ``stage1``: the LM-head decoding of
     the model's own embeddings at the start of the stage (i.e. after stage 1)."""
-    prompt: str | list[str] = DEFAULT_PROMPT
+    prompt: str | list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_PROMPTS))
     """The summarising prompt of ``source: prompt`` (its next-token distribution is the target), or several:
     then the target is the mean of each prompt's top-k distribution, cut to ``top_k`` again."""
     top_k: int = Field(32, ge=1)
