@@ -143,12 +143,6 @@ class ModelDerivedConfig(_Strict):
             raise ValueError("give at least one prompt")
         return [_as_value_error(check_prompt, p) for p in v]
 
-    @model_validator(mode="after")
-    def _prompts_need_prompt_source(self):
-        if isinstance(self.prompt, list) and len(self.prompt) > 1 and self.source != "prompt":
-            raise ValueError(f"several prompts need source: prompt, not {self.source!r}")
-        return self
-
     @property
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

@@ -142,11 +142,12 @@ def test_several_prompts_average_each_prompts_distribution(tiny_encoder):
         assert set(got) != set(singles[0][0][r].tolist()), "the second prompt changes the target"
 
 
-def test_several_prompts_need_the_prompt_source():
-    with pytest.raises(ValueError, match="several prompts need source: prompt"):
-        ModelDerivedConfig(source="stage1", prompt=['Say "{text}" "', 'In short, {text} is about'])
+def test_every_target_prompt_needs_its_text_slot():
     with pytest.raises(ValueError, match="text"):
         ModelDerivedConfig(prompt=['Say "{text}" "', "no slot here"])
+    with pytest.raises(ValueError, match="at least one prompt"):
+        ModelDerivedConfig(prompt=[])
+    assert ModelDerivedConfig(source="stage1").source == "stage1", "stage1 ignores the default prompts"
 
 
 def test_model_derived_mixes_data_driven(tiny_encoder):
