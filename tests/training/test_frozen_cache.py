@@ -57,6 +57,21 @@ def test_cached_training_equals_uncached(tiny_dir, corpus, tmp_path, monkeypatch
     assert not (cached / "cache").exists(), "removed when the run completes"
 
 
+def test_only_the_training_prompts_pass_fills_the_cache(tiny_dir, corpus, tmp_path, caplog):
+    """With several target prompts only the first (the one training pools) captures rows: the others' token ids
+    never come back in training."""
+    counts = []
+    for i, extra in enumerate([[], ["In short, {text} is about"]]):
+        cfg = _cfg(tiny_dir, corpus, frozen_cache="float32")
+        cfg.targets.model_derived.prompt = [cfg.model.prompt, *extra]
+        caplog.clear()
+        with caplog.at_level("INFO", logger="text2token.training.loop"):
+            train(cfg, tmp_path / f"run{i}", show_progress=False)
+        line = next(r.getMessage() for r in caplog.records if "cache after the targets" in r.getMessage())
+        counts.append(int(line.split(": ")[1].split()[0]))
+    assert counts[0] > 0 and counts[1] == counts[0], counts
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_a_half_precision_cache_gives_the_same_losses(tiny_dir, corpus, tmp_path, dtype):
     """Weights of a tiny random model under Adam at lr 1e-2 amplify any rounding; the losses show the steps agree."""

@@ -6,7 +6,6 @@ the stage visits; a ``stage1`` model-derived store also covers the current train
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -84,10 +83,11 @@ class StageTargets:
         the same prompt under the same attention as training (then its states are the ones training needs)."""
         same = (derived.encoder.settings.prompt == self.encoder.settings.prompt
                 and derived.encoder.settings.attention == self.encoder.settings.attention)
-        capture = self.capture if same and self.capture is not None else contextlib.nullcontext
+        if same and self.capture is not None:
+            derived.capture = self.capture  # around the first prompt's pass only (the one training reads)
 
         def transform(texts):
-            with autocast(self.cfg.train.autocast, self.encoder.device), capture():
+            with autocast(self.cfg.train.autocast, self.encoder.device):
                 return derived.transform(texts)
         return transform
 

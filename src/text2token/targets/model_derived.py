@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
@@ -61,6 +62,7 @@ class ModelDerivedTargets:
         else:  # the model's own embedding, as it encodes texts
             self.encoders = [encoder]
         self.encoder = self.encoders[0]
+        self.capture = contextlib.nullcontext  # a context around the first encoder's pass (the frozen-layer cache)
         self.vocab_mask = torch.from_numpy(target_mask(vocab, cfg.filter_vocab))
         self.twins = word_start_twins(encoder.tokenizer, encoder.vocab_size) if cfg.word_starts else None
         self.data = data if cfg.mix_data > 0 else None
@@ -68,9 +70,12 @@ class ModelDerivedTargets:
 
     def predicted(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each prompt's top-k next-token distribution, averaged over the prompts and cut to top_k."""
-        dists = [enc.token_distribution(texts, batch_size=self.batch_size, top_k=self.cfg.top_k,
-                                        temperature=self.cfg.temperature, vocab_mask=self.vocab_mask,
-                                        show_progress_bar=False) for enc in self.encoders]
+        dists = []
+        for i, enc in enumerate(self.encoders):
+            with self.capture() if i == 0 else contextlib.nullcontext():
+                dists.append(enc.token_distribution(texts, batch_size=self.batch_size, top_k=self.cfg.top_k,
+                                                    temperature=self.cfg.temperature, vocab_mask=self.vocab_mask,
+                                                    show_progress_bar=False))
         if len(dists) == 1:
             return dists[0]
         n, v = len(dists[0][0]), self.encoder.vocab_size
