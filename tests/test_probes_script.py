@@ -111,3 +111,27 @@ def test_lr_sweep_takes_the_probes_that_vary_only_lr_seed_and_steps(tmp_path):
     points = lr_sweep.sweep_points(tmp_path)
     assert [(p["probe"], p["lr"], p["steps"]) for p in points] == [
         ("lr-1e-5", 1e-5, 300), ("lr-1e-5-long", 1e-5, 600), ("reference", 1e-4, 300)]
+
+
+def test_probe_pairs_joins_seed_twins_and_judges_against_the_reference(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("probe_pairs", REPO / "scripts/probe_pairs.py")
+    probe_pairs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe_pairs)
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name, base in (("reference", "../../recipe-lr-1e-4.yaml"), ("better", "reference.yaml"),
+                       ("noisy", "reference.yaml")):
+        (configs / f"{name}.yaml").write_text(f"base: {base}\n")
+    scores = {"prompteol": 0.50, "probe-reference": 0.50, "probe-reference-seed1": 0.51, "probe-better": 0.53,
+              "probe-better-seed1": 0.52, "probe-noisy": 0.52, "probe-noisy-seed1": 0.505}
+    for name, avg in scores.items():
+        types = {t: avg for t in probe_pairs.TYPES}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"average": avg, "type_averages": types}))
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in
+            probe_pairs.table(tmp_path, configs).splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows["better"][2] == "53.00 / 52.00" and rows["better"][7] == "+2.00" and rows["better"][9] == "**yes**"
+    assert rows["noisy"][9] == "no", "one seed falls inside the reference's seeds"
+    assert rows["reference"][6] == "—", "its base is not a probe"
