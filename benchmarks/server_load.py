@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def text_pool(n: int = 300, seed: int = 0) -> list[str]:
-    """Real texts of mixed sizes: held-out Wikipedia descriptions (short) and lead passages (long), titles (1-3 words)."""
+    """Real texts of mixed sizes: held-out Wikipedia descriptions (short), lead passages (long), titles (1-3 words)."""
     from text2token.config import DataConfig
     from text2token.eval.heldout import heldout_set
 
@@ -214,8 +214,8 @@ def _tiny_encoder():
     from text2token.model.settings import EncoderSettings
 
     tokenizer = make_tokenizer()
-    return Encoder(make_model(len(tokenizer)), tokenizer, EncoderSettings(pooling="mean", prompt="{text}", max_length=64),
-                   device="cpu")
+    settings = EncoderSettings(pooling="mean", prompt="{text}", max_length=64)
+    return Encoder(make_model(len(tokenizer)), tokenizer, settings, device="cpu")
 
 
 def load_goals(result: dict) -> list[dict]:

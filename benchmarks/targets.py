@@ -139,8 +139,8 @@ def summarise(cfg, dd_t: dict, md_t: dict, lengths: list, fit_s: float, n_mixed:
     rows = [["data-driven: TargetStore.build (transform + shard writes)", f"{dd_rate['store_build']:,.0f} texts/s",
              f">= {DD_GOAL:,} texts/s"],
             ["data-driven: transform alone", f"{dd_rate['transform']:,.0f} texts/s", ""],
-            ["data-driven: the original transform (before this change)", f"{dd_rate['original_transform']:,.0f} texts/s",
-             ""],
+            ["data-driven: the original transform (before this change)",
+             f"{dd_rate['original_transform']:,.0f} texts/s", ""],
             ["data-driven: the tokenizer alone (ceiling)", f"{dd_rate['tokenizer_only']:,.0f} texts/s", ""],
             ["data-driven: fit (document frequencies)", f"{n / fit_s:,.0f} texts/s", ""],
             ["model-derived / encode (throughput ratio)", md_ratio, f">= {MD_GOAL}"]]

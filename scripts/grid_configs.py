@@ -124,7 +124,8 @@ def estimates_table() -> str:
     lines += [f"| {m} | " + " | ".join(f"{minutes[m, t, p]:.0f}" for t, p in columns) + " |" for m in METHODS]
     setting = [sum(minutes[m, t, p] for m in METHODS) for t, p in columns]
     lines.append("| one setting (3 methods) | " + " | ".join(f"{v:.0f}" for v in setting) + " |")
-    lines.append("| two settings (causal, bidirectional) | " + " | ".join(f"{2 * v / 60:.1f} h" for v in setting) + " |")
+    lines.append("| two settings (causal, bidirectional) | "
+                 + " | ".join(f"{2 * v / 60:.1f} h" for v in setting) + " |")
     return "\n".join(lines)
 
 

@@ -45,9 +45,12 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 @app.command()
 def train(
-    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides, e.g. train.lr=1e-4 stages.0.steps=50"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/default.yaml)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default: the config's output_dir)."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="Config overrides, e.g. train.lr=1e-4 stages.0.steps=50"),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML config (default: configs/default.yaml)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Run directory (default: the config's output_dir)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     skip_bad_lines: bool = typer.Option(False, "--skip-bad-lines", help="Skip bad corpus lines instead of stopping."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only check the config and estimate memory (see `plan`)."),
@@ -55,7 +58,8 @@ def train(
                                                 "the backbone is not on this machine."),
     gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="--dry-run: fail if the estimate per GPU "
                                                "exceeds this many GiB."),
-    num_gpus: Optional[int] = typer.Option(None, "--num-gpus", min=1, help="--dry-run: GPUs (default: WORLD_SIZE or 1)."),
+    num_gpus: Optional[int] = typer.Option(
+        None, "--num-gpus", min=1, help="--dry-run: GPUs (default: WORLD_SIZE or 1)."),
 ):
     """Build targets and train a Text2Token encoder; prints the before/after score on held-out text.
 
@@ -274,7 +278,8 @@ def eval_cmd(
 
     version = SUITE_VERSION if suite == "offline" else VERSIONS.get(suite)
     if version is None:
-        raise Text2TokenError(f"unknown suite {suite!r} (choose offline, v2 or v1; MTEB tasks run with `text2token mteb`)")
+        raise Text2TokenError(
+            f"unknown suite {suite!r} (choose offline, v2 or v1; MTEB tasks run with `text2token mteb`)")
     if output is not None and output.suffix != ".json":
         raise Text2TokenError(f"--output {output}: expected a .json file name")
     task_list = load_suite(split, [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None, version)
@@ -343,7 +348,8 @@ def mteb_cmd(
                                          None if languages == "all" else languages.split(","))
     rows = mteb_model.run_mteb(model, task_list, output, name=name, batch_size=batch_size, prompts=prompt_map,
                                overwrite=overwrite)
-    out.print(tables.task_table(f"MTEB: {benchmark or tasks}", [(r["task"], r["type"], r["metric"], r["score"]) for r in rows]))
+    scored = [(r["task"], r["type"], r["metric"], r["score"]) for r in rows]
+    out.print(tables.task_table(f"MTEB: {benchmark or tasks}", scored))
     out.print(f"results in [bold]{output}[/bold]")
     failed = [row["task"] for row in rows if "error" in row]
     if failed:

@@ -245,7 +245,8 @@ VERSIONS = {"v1": 1, "v2": 2}
 
 def _suite_v1(split: str) -> list[Task]:
     size = SIZES[split]
-    return _wiki_tasks(split, size["wiki"]) + _wordnet_tasks(split, size["wordnet"]) + _pattern_tasks(split, size["pattern"])
+    return (_wiki_tasks(split, size["wiki"]) + _wordnet_tasks(split, size["wordnet"])
+            + _pattern_tasks(split, size["pattern"]))
 
 
 def load_suite(split: str = "test", tasks: Sequence[str] | None = None, version: int = SUITE_VERSION) -> list[Task]:

@@ -153,7 +153,8 @@ def render_card(facts: dict, kind: str = "text2token") -> str:
     lines = [*front, "", f"# {title}Text2Token text embedder", "",
              "Trained without labels (Text2Token): the decoder learns to predict a text's key tokens from its "
              "embedding.", "", f"- backbone: `{facts['backbone'] or 'unknown'}`",
-             f"- licence of the backbone: {licence}", "", *_terms(facts["backbone"]), *_recipe(facts), "", *_data_and_scores(facts), "",
+             f"- licence of the backbone: {licence}", "", *_terms(facts["backbone"]), *_recipe(facts), "",
+             *_data_and_scores(facts), "",
              *_usage(kind), ""]
     return "\n".join(lines)
 

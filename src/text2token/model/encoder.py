@@ -230,7 +230,8 @@ class Encoder:
         if out is None:
             out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
         elif out.shape != (len(texts), self.hidden_size) or out.dtype != np.float32:
-            raise Text2TokenError(f"out: expected float32 {(len(texts), self.hidden_size)}, got {out.dtype} {out.shape}")
+            raise Text2TokenError(
+                f"out: expected float32 {(len(texts), self.hidden_size)}, got {out.dtype} {out.shape}")
         counts = np.zeros(len(texts), dtype=np.int64)
         self.model.eval()
         for idx, batch in (self._batches(texts, batch_size, show_progress_bar, "encode") if texts else ()):

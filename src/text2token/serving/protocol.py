@@ -41,7 +41,8 @@ async def read_json(request, max_body_bytes: int) -> dict:
                 raise APIError(413, f"request body is larger than {max_body_bytes} bytes", code="request_too_large")
             chunks.append(chunk)
     except ClientDisconnect:  # the caller went away mid-body (e.g. a slow client timing out): nothing to answer
-        raise APIError(400, "the client disconnected before sending the whole body", code="client_disconnected") from None
+        raise APIError(400, "the client disconnected before sending the whole body",
+                       code="client_disconnected") from None
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:

@@ -11,8 +11,9 @@ An index directory holds::
 
 Sparse weights are the token head's raw softmax probabilities ``p(t | text) = softmax(LM_head(pooled))``
 after the target vocabulary filter the model was trained with (``targets.vocab.TargetVocab``: special tokens,
-punctuation, stop words, short tokens removed), top ``sparse_top_k`` kept, *not* renormalised: a confident text keeps large weights, a vague one
-small ones, and ``score(q, d) = sum_t p(t | q) p(t | d)`` over shared tokens is comparable across documents.
+punctuation, stop words, short tokens removed), top ``sparse_top_k`` kept, *not* renormalised: a confident text
+keeps large weights, a vague one small ones, and ``score(q, d) = sum_t p(t | q) p(t | d)`` over shared tokens is
+comparable across documents.
 Dense and sparse vectors come from the same forward pass.
 """
 
