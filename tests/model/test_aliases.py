@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 import pytest
 
@@ -67,3 +69,27 @@ def test_a_joined_file_with_the_wrong_sha256_is_refused(tmp_path, monkeypatch):
     with pytest.raises(Text2TokenError, match=r"joined GGUF has sha256 .* --force-reinstall x y"):
         backbone.resolve("fake")
     assert not list((backbone.home() / "backbones").iterdir())
+
+
+def test_processes_starting_together_convert_once(tmp_path, monkeypatch):
+    """torchrun's ranks resolve the backbone at the same moment: one converts, the others wait and reuse it."""
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    seen = []
+
+    def convert(path, out):
+        seen.append(path)
+        time.sleep(0.3)  # a slow conversion: the other thread arrives while it runs
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"")
+        return out
+
+    monkeypatch.setattr(backbone, "_convert", convert)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(backbone.resolve(str(gguf)))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 1 and len(results) == 3 and len(set(results)) == 1

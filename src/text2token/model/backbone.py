@@ -14,8 +14,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+from filelock import FileLock
 
 from ..errors import Text2TokenError
 from ..files import atomic_dir
@@ -98,14 +100,25 @@ def _is_converted(out: Path) -> bool:
     return (out / "config.json").is_file() and bool(list(out.glob("*.safetensors")))
 
 
+def _converted(out: Path, convert: Callable[[], Path]) -> Path:
+    """``out``, converted once: processes that start together (torchrun's ranks) wait on a lock for the first."""
+    if _is_converted(out):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (home() / "locks").mkdir(exist_ok=True)
+    with FileLock(str(home() / "locks" / f"{out.name}.lock")):
+        return out if _is_converted(out) else convert()
+
+
 def _alias_dir(alias: str) -> Path:
     files = _alias_files(alias)
     if len(files) == 1:
         return _gguf_to_dir(files[0], name=alias)
     out = _cache_dir(alias, files)
-    if _is_converted(out):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return _converted(out, lambda: _join_and_convert(alias, files, out))
+
+
+def _join_and_convert(alias: str, files: list[Path], out: Path) -> Path:
     joined = out.parent / f".{out.name}.{os.getpid()}" / f"{alias}.gguf"
     joined.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -151,7 +164,7 @@ def resolve(spec: str) -> Path:
 
 def _gguf_to_dir(gguf: Path, name: str) -> Path:
     out = _cache_dir(name, [gguf])
-    return out if _is_converted(out) else _convert(gguf, out)
+    return _converted(out, lambda: _convert(gguf, out))
 
 
 def _convert(gguf: Path, out: Path) -> Path:
