@@ -110,8 +110,10 @@ def train(cfg: Config, output_dir: str | Path | None = None, resume: bool = Fals
         run = prepare(cfg, dist, Path(output_dir or cfg.output_dir), resume, show_progress and dist.is_main)
         for i, stage in enumerate(cfg.stages):
             if not run_stage(run, i, stage, stop_after_steps, on_step):
-                return run.run_dir  # stopped early (stop_after_steps): the checkpoint is written
-        finish(run)
+                break  # stopped early (stop_after_steps): the checkpoint is written
+        else:
+            finish(run)
+        dist.barrier()  # as in serving/encode_parallel.py: a rank tearing gloo down early can abort the others
         return run.run_dir
     finally:
         dist.close()
