@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from statistics import fmean as mean
 
 import yaml
 
@@ -35,10 +36,6 @@ def reference_of(family: str, configs: Path, runs: dict) -> str | None:
     base = (yaml.safe_load(path.read_text()) or {}).get("base", "")
     name = Path(base).stem if isinstance(base, str) and "/" not in base else None
     return name if name in runs and name != family else None
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def row(family: str, seeds: list[dict], ref: str | None, runs: dict, prompteol: dict) -> str:
