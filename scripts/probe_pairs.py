@@ -5,7 +5,8 @@
 A probe ``NAME`` and its twin ``NAME-seed1`` form one row. Its reference is the probe file its config names as
 ``base:`` (``lr5-*`` -> ``lr-1e-5``, most others -> ``reference``); rows without a scored base show "—". A probe
 beats the noise when it has two seeds, its mean gain exceeds the reference's seed spread, and both its seeds score
-above both of the reference's. Writes ``probe_pairs.md`` beside the results (scores x 100).
+above both of the reference's, in the same numerics (bf16 or fp32). Writes ``probe_pairs.md`` beside the results
+(scores x 100).
 """
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def reference_of(family: str, configs: Path, runs: dict) -> str | None:
     return name if name in runs and name != family else None
 
 
+def precisions(seeds: list[dict]) -> set[str]:
+    """The numerics the runs were scored in (older files hold only the requested "auto": unknown, left out)."""
+    return {s["precision"] for s in seeds if s.get("precision") not in (None, "auto")}
+
+
 def row(family: str, seeds: list[dict], ref: str | None, runs: dict, prompteol: dict) -> str:
     avgs = [100 * s["average"] for s in seeds]
     cells = [family, str(len(seeds)), " / ".join(f"{a:.2f}" for a in avgs), f"{mean(avgs):.2f}",
@@ -48,9 +54,13 @@ def row(family: str, seeds: list[dict], ref: str | None, runs: dict, prompteol: 
     ref_avgs = [100 * s["average"] for s in runs[ref]]
     gain, spread = mean(avgs) - mean(ref_avgs), max(ref_avgs) - min(ref_avgs)
     beats = len(avgs) > 1 and len(ref_avgs) > 1 and gain > spread and min(avgs) > max(ref_avgs)
+    mine, theirs = precisions(seeds), precisions(runs[ref])
+    verdict = "**yes**" if beats else "no"
+    if mine and theirs and mine != theirs:  # bf16 scores PromptEOL 0.26 above fp32: not a recipe's gain
+        verdict = f"no ({'/'.join(sorted(mine))} vs {'/'.join(sorted(theirs))})"
     per_type = [100 * (mean([s["type_averages"][t] for s in seeds]) - mean([s["type_averages"][t] for s in runs[ref]]))
                 for t in TYPES]
-    cells += [ref, f"{gain:+.2f}", f"{spread:.2f}" if len(ref_avgs) > 1 else "—", "**yes**" if beats else "no"]
+    cells += [ref, f"{gain:+.2f}", f"{spread:.2f}" if len(ref_avgs) > 1 else "—", verdict]
     return "| " + " | ".join(cells + [f"{d:+.1f}" for d in per_type]) + " |"
 
 

@@ -126,12 +126,17 @@ def test_probe_pairs_joins_seed_twins_and_judges_against_the_reference(tmp_path)
                        ("noisy", "reference.yaml")):
         (configs / f"{name}.yaml").write_text(f"base: {base}\n")
     scores = {"prompteol": 0.50, "probe-reference": 0.50, "probe-reference-seed1": 0.51, "probe-better": 0.53,
-              "probe-better-seed1": 0.52, "probe-noisy": 0.52, "probe-noisy-seed1": 0.505}
+              "probe-better-seed1": 0.52, "probe-noisy": 0.52, "probe-noisy-seed1": 0.505, "probe-fp32": 0.53,
+              "probe-fp32-seed1": 0.53}
+    (configs / "fp32.yaml").write_text("base: reference.yaml\n")
     for name, avg in scores.items():
         types = {t: avg for t in probe_pairs.TYPES}
-        (tmp_path / f"{name}.json").write_text(json.dumps({"average": avg, "type_averages": types}))
+        precision = "fp32" if "fp32" in name else "bf16" if "reference" in name else "auto"
+        (tmp_path / f"{name}.json").write_text(json.dumps({"average": avg, "type_averages": types,
+                                                           "precision": precision}))
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in
             probe_pairs.table(tmp_path, configs).splitlines() if line.startswith("| ") and "---" not in line}
     assert rows["better"][2] == "53.00 / 52.00" and rows["better"][7] == "+2.00" and rows["better"][9] == "**yes**"
     assert rows["noisy"][9] == "no", "one seed falls inside the reference's seeds"
     assert rows["reference"][6] == "—", "its base is not a probe"
+    assert rows["fp32"][7] == "+2.50" and rows["fp32"][9] == "no (fp32 vs bf16)", "other numerics: no verdict"
